@@ -1,0 +1,118 @@
+"""The package's one exception tree.
+
+Callers catch by meaning (``NotFound``, ``RateLimited``), never by parsing a message.
+No exception here ever carries the API key, a webhook key or an SSO token: the client
+builds them from the response status and parsed error body only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class BigInterviewError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class MissingSetting(BigInterviewError, ImproperlyConfigured):
+    """A required ``BIGINTERVIEW`` key is not configured; the message names the key."""
+
+
+class InvalidPartnerId(BigInterviewError, ValueError):
+    """A ``partner_id`` breaks the documented rules (``[0-9A-Za-z_-]``, 1 to 64 chars)."""
+
+
+class APIError(BigInterviewError):
+    """Big Interview answered with an error, or could not be reached.
+
+    ``status`` is the HTTP status (``None`` when no response arrived), ``error_type`` and
+    ``error_message`` come from the documented ``{"error": {"type", "message"}}`` body when
+    the body had that shape.
+    """
+
+    #: Whether retrying the same request later may succeed.
+    transient: bool = False
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        error_message: Any = None,
+    ) -> None:
+        super().__init__(description)
+        self.description = description
+        self.status = status
+        self.error_type = error_type
+        self.error_message = error_message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, error_type={self.error_type!r})"
+
+    def __str__(self) -> str:
+        parts = [self.description]
+        if self.status is not None:
+            parts.append(f"(HTTP {self.status})")
+        if self.error_type:
+            parts.append(f"[{self.error_type}]")
+        return " ".join(parts)
+
+
+class TransportError(APIError):
+    """No usable response: connection refused, DNS failure, timeout, broken stream."""
+
+    transient = True
+
+
+class AuthenticationError(APIError):
+    """401 or 403: the API key is missing, wrong or revoked."""
+
+
+class NotFound(APIError):
+    """404: the user (or endpoint) does not exist."""
+
+
+class ValidationError(APIError):
+    """422: the service refused the attributes; ``field_errors`` maps field to messages."""
+
+    @property
+    def field_errors(self) -> dict[str, list[str]]:
+        message = self.error_message
+        if not isinstance(message, dict):
+            return {}
+        return {
+            str(field): [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+            for field, msgs in message.items()
+        }
+
+
+class RateLimited(APIError):
+    """429: slow down; ``retry_after`` (seconds) comes from the ``Retry-After`` header."""
+
+    transient = True
+
+    def __init__(self, description: str, *, retry_after: float | None = None, **kwargs: Any):
+        super().__init__(description, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx from Big Interview or a proxy in front of it."""
+
+    transient = True
+
+
+class UnexpectedResponse(APIError):
+    """A 2xx whose body is not the documented shape (not JSON, missing keys)."""
+
+
+class WebhookValidationError(BigInterviewError):
+    """A webhook delivery was refused; ``status_code`` is what the receiver answers."""
+
+    def __init__(self, reason: str, *, status_code: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code

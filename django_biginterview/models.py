@@ -1,0 +1,258 @@
+"""Local state: who is who on Big Interview, what it last told us, and what it sent us.
+
+Models hold state and its invariants (database constraints); they never call the API.
+Mirrored tables (``Track``, ``TrackStep``, ``Interview``) are written only by ``mirror.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .validators import PARTNER_ID_PATTERN
+
+partner_id_validator = RegexValidator(
+    PARTNER_ID_PATTERN,
+    message=_("Use 1 to 64 characters from 0-9, a-z, A-Z, '-' and '_'."),
+)
+
+
+class Account(models.Model):
+    """The Big Interview account of one local user (or of one anonymous visitor).
+
+    ``sso_token`` is a secret: it never appears in ``str``/``repr``, the admin or the API.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="biginterview_account",
+        verbose_name=_("user"),
+    )
+    partner_id = models.CharField(
+        _("partner id"), max_length=64, unique=True, validators=[partner_id_validator]
+    )
+    anonymous = models.BooleanField(_("anonymous"), default=False)
+    sso_token = models.CharField(_("SSO token"), max_length=255, blank=True, editable=False)
+    sso_token_expires_at = models.DateTimeField(
+        _("SSO token expires at"), null=True, blank=True, editable=False
+    )
+    remote_created_at = models.DateTimeField(_("created on Big Interview"), null=True, blank=True)
+    remote_missing_at = models.DateTimeField(
+        _("missing on Big Interview since"),
+        null=True,
+        blank=True,
+        help_text=_("Set when Big Interview answered 404 for this user."),
+    )
+    last_synced_at = models.DateTimeField(_("last synced at"), null=True, blank=True)
+    last_sync_error = models.TextField(_("last sync error"), blank=True)
+    last_sync_error_at = models.DateTimeField(_("last sync error at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("Big Interview account")
+        verbose_name_plural = _("Big Interview accounts")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(partner_id=""), name="biginterview_account_partner_id_not_empty"
+            ),
+            models.CheckConstraint(
+                condition=Q(anonymous=True) | Q(user__isnull=False),
+                name="biginterview_account_regular_has_user",
+            ),
+        ]
+        indexes = [models.Index(fields=["last_synced_at"], name="biginterview_acct_synced_idx")]
+
+    def __str__(self) -> str:
+        return self.partner_id
+
+    def __repr__(self) -> str:
+        return f"<Account pk={self.pk} partner_id={self.partner_id!r}>"
+
+    def has_fresh_token(self, margin: timedelta, now: datetime | None = None) -> bool:
+        """Whether the cached SSO token stays valid for longer than ``margin``."""
+        if not self.sso_token or self.sso_token_expires_at is None:
+            return False
+        return self.sso_token_expires_at - margin > (now or timezone.now())
+
+
+class Track(models.Model):
+    """One guided learning track of an account, as Big Interview last reported it."""
+
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="tracks", verbose_name=_("account")
+    )
+    title = models.CharField(_("title"), max_length=255)
+    progress = models.DecimalField(_("progress"), max_digits=5, decimal_places=4)
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("track")
+        verbose_name_plural = _("tracks")
+        ordering = ["account", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "title"], name="biginterview_track_unique_title"
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1),
+                name="biginterview_track_progress_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def percent(self) -> int:
+        return round(self.progress * 100)
+
+
+class TrackStep(models.Model):
+    """One step of a track; ``link`` is a Big Interview path usable as SSO ``redirect_to``."""
+
+    track = models.ForeignKey(
+        Track, on_delete=models.CASCADE, related_name="steps", verbose_name=_("track")
+    )
+    step = models.PositiveIntegerField(_("step"))
+    title = models.CharField(_("title"), max_length=255)
+    link = models.CharField(_("link"), max_length=500, blank=True)
+    completed = models.BooleanField(_("completed"), default=False)
+
+    class Meta:
+        verbose_name = _("track step")
+        verbose_name_plural = _("track steps")
+        ordering = ["track", "step"]
+        constraints = [
+            models.UniqueConstraint(fields=["track", "step"], name="biginterview_step_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step}. {self.title}"
+
+
+class Interview(models.Model):
+    """A mock interview of an account. ``raw`` keeps the API object as last received.
+
+    ``deleted_at`` is sticky: once Big Interview said the interview is gone, no later (or
+    late, older) update brings it back.
+    """
+
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="interviews", verbose_name=_("account")
+    )
+    remote_id = models.BigIntegerField(_("Big Interview id"))
+    title = models.CharField(_("title"), max_length=255, blank=True)
+    interviewer_name = models.CharField(_("interviewer"), max_length=255, blank=True)
+    category = models.CharField(_("category"), max_length=255, blank=True)
+    completed = models.BooleanField(_("completed"), default=False)
+    remote_created_at = models.DateTimeField(_("created on Big Interview"), null=True, blank=True)
+    remote_updated_at = models.DateTimeField(_("updated on Big Interview"), null=True, blank=True)
+    review_path = models.CharField(_("review link"), max_length=500, blank=True)
+    retake_path = models.CharField(_("retake link"), max_length=500, blank=True)
+    deleted_at = models.DateTimeField(_("deleted at"), null=True, blank=True)
+    raw = models.JSONField(_("API object"), default=dict, blank=True)
+    updated_at = models.DateTimeField(_("updated locally at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("interview")
+        verbose_name_plural = _("interviews")
+        ordering = ["-remote_updated_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "remote_id"], name="biginterview_interview_unique_remote"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["account", "-remote_updated_at"], name="biginterview_intv_recent_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Interview {self.remote_id}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class WebhookEvent(models.Model):
+    """One notification from Big Interview, stored before any work happens.
+
+    ``remote_id`` (the notification ``id``) is unique: a retried delivery finds the row
+    already there. ``status`` moves from ``pending`` to ``processed`` only once processing
+    committed; a failure keeps ``last_error`` for the sweeper, the admin and the command.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        PROCESSED = "processed", _("processed")
+        FAILED = "failed", _("failed")
+        IGNORED = "ignored", _("ignored")
+
+    remote_id = models.CharField(_("notification id"), max_length=255, unique=True)
+    event_name = models.CharField(_("event"), max_length=100)
+    partner_id = models.CharField(_("partner id"), max_length=64, db_index=True)
+    api_type = models.CharField(_("API type"), max_length=100, blank=True)
+    api_id = models.CharField(_("API id"), max_length=100, blank=True)
+    payload = models.JSONField(_("payload"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    reason = models.CharField(
+        _("reason"), max_length=255, blank=True, help_text=_("Why the event was ignored.")
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    received_at = models.DateTimeField(_("received at"), default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
+        ordering = ["-received_at", "-pk"]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="biginterview_wh_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} {self.remote_id}"
+
+
+class SyncRun(models.Model):
+    """Summary of one "sync all" run: counts, failures with reasons, duration."""
+
+    started_at = models.DateTimeField(_("started at"), default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    accounts_synced = models.PositiveIntegerField(_("synced"), default=0)
+    accounts_failed = models.PositiveIntegerField(_("failed"), default=0)
+    accounts_skipped = models.PositiveIntegerField(_("skipped"), default=0)
+    failures = models.JSONField(
+        _("failures"), default=list, blank=True, help_text=_("partner_id and reason per failure.")
+    )
+
+    class Meta:
+        verbose_name = _("sync run")
+        verbose_name_plural = _("sync runs")
+        ordering = ["-started_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Sync run {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at

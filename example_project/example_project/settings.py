@@ -1,0 +1,145 @@
+"""Settings of the example partner portal, all from environment variables.
+
+The defaults run the whole demo on a fresh machine with no server installed: SQLite, the
+local sandbox as Big Interview, and kombu's filesystem transport as the Celery broker.
+
+| variable | default |
+| --- | --- |
+| ``BIGINTERVIEW_BASE_URL`` | ``http://127.0.0.1:8765`` (the sandbox) |
+| ``BIGINTERVIEW_API_KEY`` | the sandbox's default key |
+| ``BIGINTERVIEW_WEBHOOK_KEYS`` | the sandbox's default webhook key (comma-separated list) |
+| ``DATABASE_URL`` | ``sqlite:///<here>/db.sqlite3`` |
+| ``CELERY_BROKER_URL`` | ``filesystem://`` in ``<here>/.broker`` (Redis when set) |
+| ``DJANGO_SECRET_KEY`` | an insecure development key |
+| ``DJANGO_DEBUG`` | ``1`` |
+| ``DJANGO_ALLOWED_HOSTS`` | ``127.0.0.1,localhost`` |
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SANDBOX_API_KEY = "sandbox-api-key-0000000000000000"  # noqa: S105 - the sandbox's public default
+SANDBOX_WEBHOOK_KEY = "sandbox-webhook-key-000000000000"  # noqa: S105
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").lower() in ("1", "true", "yes", "on")
+
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-example-project-key")
+DEBUG = env_bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_biginterview",
+    "portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a login unless marked otherwise; the webhook and the practice view
+    # handle that themselves.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The worker and the web server write the same file; wait instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+_broker_dir = BASE_DIR / ".broker"
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed"):
+        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BEAT_SCHEDULE = {
+    "biginterview-sync-all": {
+        "task": "biginterview.sync_all_accounts",
+        "schedule": timedelta(hours=6),
+    },
+    "biginterview-sweep-webhooks": {
+        "task": "biginterview.sweep_webhook_events",
+        "schedule": timedelta(minutes=1),
+    },
+    "biginterview-purge-webhooks": {
+        "task": "biginterview.purge_webhook_events",
+        "schedule": timedelta(hours=1),
+    },
+}
+
+_webhook_keys = os.environ.get("BIGINTERVIEW_WEBHOOK_KEYS", SANDBOX_WEBHOOK_KEY)
+BIGINTERVIEW = {
+    "BASE_URL": os.environ.get("BIGINTERVIEW_BASE_URL", "http://127.0.0.1:8765"),
+    "API_KEY": os.environ.get("BIGINTERVIEW_API_KEY", SANDBOX_API_KEY),
+    "WEBHOOK_KEYS": [key.strip() for key in _webhook_keys.split(",") if key.strip()],
+    "REDIS_URL": os.environ.get("REDIS_URL") or None,
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Big Interview portal API", "VERSION": "1.0.0"}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_biginterview": {"handlers": ["console"], "level": "INFO"}},
+}

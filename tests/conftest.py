@@ -1,0 +1,137 @@
+"""Shared fixtures: real services (Redis, a Celery worker process), factories, clients.
+
+Under ``CI=true`` a test whose service is missing fails; elsewhere it is skipped with the
+reason, so a laptop without Redis can still run the unit tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from django_biginterview.client import _cached_client
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytest_plugins = ["django_biginterview.testing.pytest_plugin"]
+
+
+def require_service(name: str, reason: str) -> None:
+    """Fail under CI, skip elsewhere: a missing service must never turn CI green."""
+    message = f"{name} is not available: {reason}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client_cache() -> Iterator[None]:
+    """``get_client()`` caches per settings; tests that override settings start clean."""
+    _cached_client.cache_clear()
+    yield
+    _cached_client.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    url = settings.REDIS_URL
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        require_service("Redis", f"{url}: {exc}")
+    return url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One queue per test session, so parallel runs on one Redis never take each other's
+    # tasks. Set before the Celery app exists: the settings read it.
+    os.environ.setdefault("BI_TEST_QUEUE", f"bi-test-{uuid.uuid4().hex[:12]}")
+    import tests.celery_app  # noqa: F401  (the current Celery app of the test process)
+
+
+@pytest.fixture(scope="session")
+def celery_app():  # type: ignore[no-untyped-def]
+    """The Celery app of the test process (the producer side of the worker tests)."""
+    from tests.celery_app import app
+
+    return app
+
+
+@pytest.fixture(scope="session")
+def celery_queue() -> str:
+    return os.environ["BI_TEST_QUEUE"]
+
+
+@pytest.fixture
+def celery_worker_process(
+    transactional_db: None, redis_url: str, celery_app, celery_queue: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery worker`` process consuming the real Redis broker.
+
+    It opens the test database this test created (``BI_WORKER_DB_NAME``), so tests using it
+    need ``transactional_db`` (committed data), which this fixture requests. Tasks sent by
+    the test process go to this session's queue, which only this worker consumes.
+    """
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
+        "BI_WORKER_DB_NAME": str(connection.settings_dict["NAME"]),
+        "BI_TEST_REDIS_URL": redis_url,
+        "BI_TEST_QUEUE": celery_queue,
+        "PYTHONPATH": str(ROOT),
+    }
+    log_path = tmp_path / "worker.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
+            "--pool=solo", "-Q", celery_queue, "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "INFO", "-n", f"{celery_queue}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"Celery worker exited early:\n{log_path.read_text()}")
+        replies = celery_app.control.ping(destination=[f"{celery_queue}@{os.uname().nodename}"],
+                                   timeout=0.5)
+        if replies:
+            break
+    else:
+        process.terminate()
+        pytest.fail(f"Celery worker did not start:\n{log_path.read_text()}")
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        connection.close()
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
