@@ -9,7 +9,8 @@ local sandbox as Big Interview, and kombu's filesystem transport as the Celery b
 | ``BIGINTERVIEW_API_KEY`` | the sandbox's default key |
 | ``BIGINTERVIEW_WEBHOOK_KEYS`` | the sandbox's default webhook key (comma-separated list) |
 | ``DATABASE_URL`` | ``sqlite:///<here>/db.sqlite3`` |
-| ``CELERY_BROKER_URL`` | ``filesystem://`` in ``<here>/.broker`` (Redis when set) |
+| ``CELERY_BROKER_URL`` | ``filesystem://`` (Redis when set, e.g. ``redis://127.0.0.1:6379/0``) |
+| ``CELERY_BROKER_FOLDER`` | ``<here>/.broker``: the filesystem broker's folder |
 | ``DJANGO_SECRET_KEY`` | an insecure development key |
 | ``DJANGO_DEBUG`` | ``1`` |
 | ``DJANGO_ALLOWED_HOSTS`` | ``127.0.0.1,localhost`` |
@@ -97,7 +98,7 @@ TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-_broker_dir = BASE_DIR / ".broker"
+_broker_dir = Path(os.environ.get("CELERY_BROKER_FOLDER", BASE_DIR / ".broker"))
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("queue", "processed"):
