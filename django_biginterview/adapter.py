@@ -2,8 +2,8 @@
 
 Point ``BIGINTERVIEW["ADAPTER"]`` at a subclass of :class:`DefaultAdapter` to change how a
 user's ``partner_id`` is derived or which profile is sent to Big Interview; no fork, no
-signal tangle. (``BIGINTERVIEW["PARTNER_ID_FUNCTION"]``, a callable taking the user, is a
-shortcut for the most common override.)
+signal tangle. (``BIGINTERVIEW["PARTNER_ID_FUNCTION"]``, the dotted path of a callable taking
+the user, is a shortcut for the most common override.)
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class DefaultAdapter:
                 username = (user.get_username() or "").strip()
             first_name = username.split("@")[0] or self.fallback_first_name
         return Profile(
-            first_name=first_name[:100], last_name=(last_name or self.fallback_last_name)[:100],
+            first_name=first_name[:100],
+            last_name=(last_name or self.fallback_last_name)[:100],
             email=email,
         )
 

@@ -1,24 +1,43 @@
 """System checks for ``settings.BIGINTERVIEW``.
 
-Ids are stable and never reused. A missing key is a warning (``biginterview.W0xx``) so a
-project can install the app and ``migrate`` before its keys arrive; the same problem is an
-error (``biginterview.E0xx``) under ``manage.py check --deploy``. Malformed values are
-errors everywhere.
+Ids are stable and never reused. A ``W0nn`` and an ``E0nn`` with the same number are the
+same problem: a missing key is a warning so a project can install the app and ``migrate``
+before its keys arrive, and becomes the error under ``manage.py check --deploy``. An id
+that exists only as ``E0nn`` is a malformed value, an error everywhere.
+
+| id | problem |
+| --- | --- |
+| W001 / E001 | ``BASE_URL`` is not set |
+| E002 | ``BASE_URL`` is not an http(s) origin (path, query, credentials, bad port) |
+| W003 / E003 | ``API_KEY`` is not set |
+| E004 | ``API_KEY`` is malformed (not a string, spaces, a ``Bearer`` prefix) |
+| W005 / E005 | ``WEBHOOK_KEYS`` is empty while the webhook URL is routed |
+| E006 | ``WEBHOOK_KEYS`` is not a list of non-empty strings |
+| W007 / E007 | ``BASE_URL`` is not HTTPS while ``DEBUG`` is off |
+| E008 | ``BIGINTERVIEW`` is not a dict |
+| E009 | ``ADAPTER`` or ``PARTNER_ID_FUNCTION`` cannot be imported |
+| E010 | ``WEBHOOK_RETENTION`` is under 2 hours |
+| W011 | ``BIGINTERVIEW`` has unknown keys (a typo) |
+| W012 | ``BASE_URL`` points at a local host (the sandbox) while ``DEBUG`` is off |
+| E013 | a timeout, retry count or duration is not a usable number |
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, SETTINGS_NAME, app_settings
+from .conf import _TIMEDELTA_KEYS, DEFAULTS, SETTINGS_NAME, app_settings
+from .exceptions import InvalidSetting
 
 Messages = list[CheckMessage]
 
@@ -28,6 +47,13 @@ MIN_WEBHOOK_RETENTION = timedelta(hours=2)
 DEPLOY_ERROR_IDS = frozenset(
     {"biginterview.E001", "biginterview.E003", "biginterview.E005", "biginterview.E007"}
 )
+
+#: Keys that must be positive numbers (seconds, or a count for the ``_ATTEMPTS`` ones).
+POSITIVE_NUMBER_KEYS = ("CONNECT_TIMEOUT", "READ_TIMEOUT")
+#: Keys that must be numbers that are zero or more.
+NON_NEGATIVE_NUMBER_KEYS = ("MAX_RETRIES", "RETRY_BACKOFF", "RETRY_BACKOFF_MAX")
+
+LOCAL_HOST_NAMES = frozenset({"localhost", "sandbox", "host.docker.internal"})
 
 
 def _message(deploy: bool, warning_id: str, error_id: str, msg: str, hint: str) -> CheckMessage:
@@ -39,9 +65,43 @@ def _message(deploy: bool, warning_id: str, error_id: str, msg: str, hint: str) 
 def _webhook_routed() -> bool:
     try:
         reverse("biginterview:webhook")
-    except NoReverseMatch:
+    except (NoReverseMatch, ImportError, ImproperlyConfigured):
+        # A broken URLconf is reported by Django's own URL checks.
         return False
     return True
+
+
+def _origin_parts(value: Any) -> SplitResult | None:
+    """The split URL if ``value`` is an http(s) origin (scheme and host only), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or parts.password is not None
+    ):
+        return None
+    return parts
+
+
+def _is_local_host(hostname: str) -> bool:
+    """Loopback, private addresses and local names: where the sandbox runs, not Big Interview."""
+    if hostname in LOCAL_HOST_NAMES or hostname.endswith((".localhost", ".local", ".test")):
+        return True
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_unspecified
 
 
 def check_base_url(deploy: bool = False) -> Messages:
@@ -56,24 +116,21 @@ def check_base_url(deploy: bool = False) -> Messages:
                 "Set it to your organisation's origin, e.g. 'https://acme.biginterview.com'.",
             )
         ]
-    parts = urlsplit(str(value)) if isinstance(value, str) else None
-    if (
-        parts is None
-        or parts.scheme not in ("http", "https")
-        or not parts.netloc
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
+    parts = _origin_parts(value)
+    if parts is None:
         return [
             Error(
-                f"{SETTINGS_NAME}['BASE_URL'] is not an origin (scheme and host only).",
-                hint="Use e.g. 'https://acme.biginterview.com', without a path or query.",
+                f"{SETTINGS_NAME}['BASE_URL'] is not an http(s) origin.",
+                hint="Use the scheme and host only, e.g. 'https://acme.biginterview.com', "
+                "without a path, query or credentials.",
                 id="biginterview.E002",
             )
         ]
-    if parts.scheme != "https" and not settings.DEBUG:
-        return [
+    if settings.DEBUG:
+        return []
+    messages: Messages = []
+    if parts.scheme != "https":
+        messages.append(
             _message(
                 deploy,
                 "biginterview.W007",
@@ -82,8 +139,18 @@ def check_base_url(deploy: bool = False) -> Messages:
                 "Plain HTTP is for the local sandbox only; production must use "
                 "https://{org}.biginterview.com.",
             )
-        ]
-    return []
+        )
+    if parts.hostname and _is_local_host(parts.hostname):
+        messages.append(
+            Warning(
+                f"{SETTINGS_NAME}['BASE_URL'] points at a local host ({parts.hostname}) "
+                "while DEBUG is off.",
+                hint="That is the sandbox, not Big Interview: set your organisation's "
+                "origin, e.g. 'https://acme.biginterview.com'.",
+                id="biginterview.W012",
+            )
+        )
+    return messages
 
 
 def check_api_key(deploy: bool = False) -> Messages:
@@ -99,11 +166,15 @@ def check_api_key(deploy: bool = False) -> Messages:
                 "from an environment variable.",
             )
         ]
-    if not isinstance(value, str) or value != value.strip() or any(c.isspace() for c in value):
+    # Only visible ASCII: the key goes raw into a header, where a space means a "Bearer"
+    # prefix or a pasted line, and a newline would be header injection.
+    if not isinstance(value, str) or not all("!" <= char <= "~" for char in value):
         return [
             Error(
-                f"{SETTINGS_NAME}['API_KEY'] is malformed (not a string, or contains spaces).",
-                hint="The key is sent raw in the Authorization header; paste it exactly.",
+                f"{SETTINGS_NAME}['API_KEY'] is malformed (not a string, or contains spaces "
+                "or control characters).",
+                hint="The key is sent raw in the Authorization header, without 'Bearer': "
+                "paste exactly the key Big Interview shows.",
                 id="biginterview.E004",
             )
         ]
@@ -113,7 +184,8 @@ def check_api_key(deploy: bool = False) -> Messages:
 def check_webhook_keys(deploy: bool = False) -> Messages:
     value = app_settings.get("WEBHOOK_KEYS")
     if value and (
-        not isinstance(value, list | tuple) or not all(isinstance(k, str) and k for k in value)
+        not isinstance(value, list | tuple)
+        or not all(isinstance(k, str) and k and k == k.strip() for k in value)
     ):
         return [
             Error(
@@ -136,28 +208,30 @@ def check_webhook_keys(deploy: bool = False) -> Messages:
     return []
 
 
-def check_unknown_keys() -> Messages:
+def check_is_dict() -> Messages:
     configured = getattr(settings, SETTINGS_NAME, None)
-    if configured is None:
+    if configured is None or isinstance(configured, dict):
         return []
-    if not isinstance(configured, dict):
-        return [
-            Error(
-                f"{SETTINGS_NAME} must be a dict.",
-                hint="See the settings reference in the README.",
-                id="biginterview.E008",
-            )
-        ]
-    unknown = sorted(set(configured) - set(DEFAULTS))
-    if unknown:
-        return [
-            Warning(
-                f"{SETTINGS_NAME} has unknown keys: {', '.join(unknown)}.",
-                hint="Check the spelling against the settings reference in the README.",
-                id="biginterview.W008",
-            )
-        ]
-    return []
+    return [
+        Error(
+            f"{SETTINGS_NAME} must be a dict.",
+            hint="See the settings reference in the README.",
+            id="biginterview.E008",
+        )
+    ]
+
+
+def check_unknown_keys() -> Messages:
+    unknown = sorted(str(key) for key in app_settings.user_settings if key not in DEFAULTS)
+    if not unknown:
+        return []
+    return [
+        Warning(
+            f"{SETTINGS_NAME} has unknown keys: {', '.join(unknown)}.",
+            hint="Check the spelling against the settings reference in the README.",
+            id="biginterview.W011",
+        )
+    ]
 
 
 def check_importables() -> Messages:
@@ -167,36 +241,72 @@ def check_importables() -> Messages:
         if not path:
             continue
         try:
-            import_string(path)
+            imported = import_string(path) if isinstance(path, str) else None
         except ImportError:
+            imported = None
+        if not callable(imported):
             messages.append(
                 Error(
                     f"{SETTINGS_NAME}['{key}'] = {path!r} cannot be imported.",
-                    hint="Give a dotted path to an importable object.",
+                    hint="Give the dotted path of an importable class or function.",
                     id="biginterview.E009",
                 )
             )
     return messages
 
 
-def check_durations() -> Messages:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_numbers() -> Messages:
     messages: Messages = []
+
+    def invalid(key: str, requirement: str) -> None:
+        messages.append(
+            Error(
+                f"{SETTINGS_NAME}['{key}'] must be {requirement}.",
+                hint=f"Remove it to use the default ({DEFAULTS[key]!r}).",
+                id="biginterview.E013",
+            )
+        )
+
+    for key in POSITIVE_NUMBER_KEYS:
+        value = app_settings.get(key)
+        if not _is_number(value) or not value > 0:
+            invalid(key, "a number of seconds above zero")
+    for key in NON_NEGATIVE_NUMBER_KEYS:
+        value = app_settings.get(key)
+        if not _is_number(value) or not value >= 0:
+            invalid(key, "a number, zero or more")
+    for key in sorted(_TIMEDELTA_KEYS):
+        try:
+            duration = app_settings.get(key)
+        except InvalidSetting:
+            duration = None
+        if duration is None or duration < timedelta(0):
+            invalid(key, "a timedelta or a number of seconds, zero or more")
+    return messages
+
+
+def check_durations() -> Messages:
     try:
         retention = app_settings.get("WEBHOOK_RETENTION")
-    except (TypeError, ValueError):
-        retention = None
-    if retention is None or retention < MIN_WEBHOOK_RETENTION:
-        messages.append(
+    except InvalidSetting:
+        return []  # reported as E013
+    if retention is not None and retention < MIN_WEBHOOK_RETENTION:
+        return [
             Error(
                 f"{SETTINGS_NAME}['WEBHOOK_RETENTION'] must be at least 2 hours.",
                 hint="Big Interview re-sends a notification for one hour; deleting events "
                 "sooner would process a late retry twice.",
                 id="biginterview.E010",
             )
-        )
-    return messages
+        ]
+    return []
 
 
+#: The checks whose missing-key warnings become errors under ``--deploy``.
 SETTINGS_CHECKS: tuple[Callable[..., Messages], ...] = (
     check_base_url,
     check_api_key,
@@ -206,12 +316,15 @@ SETTINGS_CHECKS: tuple[Callable[..., Messages], ...] = (
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> Messages:
-    messages = check_unknown_keys()
-    if messages and messages[0].id == "biginterview.E008":
+    """Every ``BIGINTERVIEW`` problem, missing keys as warnings."""
+    messages = check_is_dict()
+    if messages:
         return messages
+    messages.extend(check_unknown_keys())
     for check in SETTINGS_CHECKS:
         messages.extend(check(deploy=False))
     messages.extend(check_importables())
+    messages.extend(check_numbers())
     messages.extend(check_durations())
     return messages
 
@@ -219,7 +332,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> Messages:
 @register(Tags.security, deploy=True)
 def check_settings_deploy(app_configs: Any = None, **kwargs: Any) -> Messages:
     """Under ``--deploy`` the missing-key warnings become errors."""
-    if not isinstance(getattr(settings, SETTINGS_NAME, None) or {}, dict):
+    if check_is_dict():
         return []
     messages: Messages = []
     for check in SETTINGS_CHECKS:

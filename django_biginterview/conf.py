@@ -9,13 +9,14 @@ in tests and nothing leaks between projects. Use the module-level ``app_settings
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .exceptions import MissingSetting
+from .exceptions import InvalidSetting, MissingSetting
 
 SETTINGS_NAME = "BIGINTERVIEW"
 
@@ -44,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_RETENTION": timedelta(days=30),
     "SYNC_CHUNK_SIZE": 500,
     "SYNC_LOCK_TIMEOUT": timedelta(hours=2),
+    "SYNC_PENDING_TIMEOUT": timedelta(minutes=30),
+    "SYNC_MAX_RETRIES": 5,
+    "SYNC_RETRY_BACKOFF": 10.0,
+    "SYNC_RETRY_BACKOFF_MAX": 600.0,
     "RATE_LIMIT": 10.0,
     "REDIS_URL": None,
     "TASK_SOFT_TIME_LIMIT": 120,
@@ -56,14 +61,20 @@ _TIMEDELTA_KEYS = {
     "WEBHOOK_RETRY_BACKOFF",
     "WEBHOOK_RETENTION",
     "SYNC_LOCK_TIMEOUT",
+    "SYNC_PENDING_TIMEOUT",
 }
 
 
-def _as_timedelta(value: Any) -> timedelta:
+def _as_timedelta(name: str, value: Any) -> timedelta:
     """Accept a ``timedelta`` or a number of seconds."""
     if isinstance(value, timedelta):
         return value
-    return timedelta(seconds=float(value))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    raise InvalidSetting(
+        f"{SETTINGS_NAME}['{name}'] must be a timedelta or a number of seconds, "
+        f"not {type(value).__name__}."
+    )
 
 
 class AppSettings:
@@ -76,16 +87,23 @@ class AppSettings:
 
     @property
     def user_settings(self) -> dict[str, Any]:
-        return dict(getattr(settings, SETTINGS_NAME, None) or {})
+        """The project's ``BIGINTERVIEW`` dict as it is right now (empty if unset)."""
+        configured = getattr(settings, SETTINGS_NAME, None)
+        if configured is None:
+            return {}
+        if not isinstance(configured, dict):
+            raise InvalidSetting(f"{SETTINGS_NAME} must be a dict.")
+        return dict(configured)
 
     def get(self, name: str) -> Any:
-        """The raw value of ``name`` (configured or default), without validation."""
+        """The value of ``name`` (configured or default); durations come as ``timedelta``."""
         if name not in DEFAULTS:
             raise AttributeError(f"{SETTINGS_NAME} has no setting {name!r}")
         value = self.user_settings.get(name, DEFAULTS[name])
         if name in _TIMEDELTA_KEYS and value is not None:
-            return _as_timedelta(value)
-        return value
+            return _as_timedelta(name, value)
+        # A copy, so a caller that mutates the value never changes the defaults.
+        return copy.copy(value)
 
     def require(self, name: str) -> Any:
         """The value of ``name``; raises ``MissingSetting`` if it is empty."""
@@ -100,17 +118,17 @@ class AppSettings:
         return self.get(name)
 
     @property
-    def BASE_URL(self) -> str:  # noqa: N802 - settings are upper case
+    def BASE_URL(self) -> str:
         """Origin of the partner organisation, e.g. ``https://acme.biginterview.com``."""
         return str(self.require("BASE_URL")).rstrip("/")
 
     @property
-    def API_KEY(self) -> str:  # noqa: N802
+    def API_KEY(self) -> str:
         """The organisation's API key, sent raw in ``Authorization``."""
         return str(self.require("API_KEY"))
 
     @property
-    def WEBHOOK_KEYS(self) -> list[str]:  # noqa: N802
+    def WEBHOOK_KEYS(self) -> list[str]:
         """Verification keys accepted on the webhook endpoint (several, for rotation)."""
         value = self.get("WEBHOOK_KEYS") or []
         if isinstance(value, str):

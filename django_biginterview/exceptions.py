@@ -20,6 +20,10 @@ class MissingSetting(BigInterviewError, ImproperlyConfigured):
     """A required ``BIGINTERVIEW`` key is not configured; the message names the key."""
 
 
+class InvalidSetting(BigInterviewError, ImproperlyConfigured):
+    """A ``BIGINTERVIEW`` key holds a value of the wrong kind; the message names the key."""
+
+
 class InvalidPartnerId(BigInterviewError, ValueError):
     """A ``partner_id`` breaks the documented rules (``[0-9A-Za-z_-]``, 1 to 64 chars)."""
 

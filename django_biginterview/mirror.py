@@ -113,8 +113,9 @@ def upsert_interviews(
         row = existing.get(remote_id)
         if row is None:
             to_create.append(
-                Interview(account=account, remote_id=remote_id, updated_at=now,
-                          **_interview_values(data))
+                Interview(
+                    account=account, remote_id=remote_id, updated_at=now, **_interview_values(data)
+                )
             )
             continue
         if _is_stale(row, data):
@@ -176,9 +177,7 @@ def mark_unlisted_interviews_deleted(
     if not rows:
         return []
     now = timezone.now()
-    Interview.objects.filter(pk__in=[row.pk for row in rows]).update(
-        deleted_at=now, updated_at=now
-    )
+    Interview.objects.filter(pk__in=[row.pk for row in rows]).update(deleted_at=now, updated_at=now)
     changes = []
     for row in rows:
         row.deleted_at = now
@@ -194,7 +193,8 @@ def replace_tracks(account: Account, tracks: Sequence[api.Track]) -> bool:
     now = timezone.now()
     current = {track.title: track for track in Track.objects.filter(account=account)}
     steps_by_track: dict[int, dict[int, TrackStep]] = {}
-    for step in TrackStep.objects.filter(track__account=account):
+    # No tracks, no steps: a first sync skips the query.
+    for step in TrackStep.objects.filter(track__account=account) if current else ():
         steps_by_track.setdefault(step.track_id, {})[step.step] = step
 
     wanted = {}
@@ -208,8 +208,13 @@ def replace_tracks(account: Account, tracks: Sequence[api.Track]) -> bool:
         row = current.get(title)
         if row is None:
             new_tracks.append(
-                Track(account=account, title=title, progress=data.progress,
-                      position=position, updated_at=now)
+                Track(
+                    account=account,
+                    title=title,
+                    progress=data.progress,
+                    position=position,
+                    updated_at=now,
+                )
             )
         elif row.progress != data.progress or row.position != position:
             row.progress, row.position, row.updated_at = data.progress, position, now
@@ -233,8 +238,11 @@ def replace_tracks(account: Account, tracks: Sequence[api.Track]) -> bool:
         wanted_steps = {step.step: step for step in data.steps}
         stale_step_ids += [s.pk for n, s in existing_steps.items() if n not in wanted_steps]
         for number, step in wanted_steps.items():
-            values = {"title": step.title[:255], "link": step.link[:500],
-                      "completed": step.completed}
+            values = {
+                "title": step.title[:255],
+                "link": step.link[:500],
+                "completed": step.completed,
+            }
             row = existing_steps.get(number)
             if row is None:
                 new_steps.append(TrackStep(track=track, step=number, **values))

@@ -239,6 +239,12 @@ class SyncRun(models.Model):
     accounts_synced = models.PositiveIntegerField(_("synced"), default=0)
     accounts_failed = models.PositiveIntegerField(_("failed"), default=0)
     accounts_skipped = models.PositiveIntegerField(_("skipped"), default=0)
+    accounts_total = models.PositiveIntegerField(
+        _("total"),
+        null=True,
+        blank=True,
+        help_text=_("Accounts in the run; empty while the run is still fanning out."),
+    )
     failures = models.JSONField(
         _("failures"), default=list, blank=True, help_text=_("partner_id and reason per failure.")
     )

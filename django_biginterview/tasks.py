@@ -6,11 +6,21 @@ Task names are stable (``biginterview.*``) so ``CELERY_BEAT_SCHEDULE`` entries k
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Task, shared_task
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+
+from . import coordination, sync, webhooks
+from .client import BigInterviewClient, _options_from_settings
+from .conf import app_settings
+from .exceptions import APIError
+from .models import Account, SyncRun
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +43,308 @@ def enqueue_on_commit(task: Task, *args: Any) -> None:
 
 
 # --- Sync tasks (sync.py) ------------------------------------------------------------
+#
+# Periodic schedule (works as is with django-celery-beat: a task name, no arguments):
+#
+#     CELERY_BEAT_SCHEDULE = {
+#         "biginterview-sync-all": {
+#             "task": "biginterview.sync_all_accounts",
+#             "schedule": timedelta(hours=6),
+#         },
+#     }
+
+SYNC_ALL_LOCK = "sync-all"
+
+
+class SettingsTimeLimitTask(Task):
+    """A task whose soft and hard time limits come from ``BIGINTERVIEW`` settings
+    (``TASK_SOFT_TIME_LIMIT``, ``TASK_TIME_LIMIT``), read when the worker prepares it."""
+
+    @property  # type: ignore[override]
+    def soft_time_limit(self) -> float:
+        return float(app_settings.TASK_SOFT_TIME_LIMIT)
+
+    @property  # type: ignore[override]
+    def time_limit(self) -> float:
+        return float(app_settings.TASK_TIME_LIMIT)
+
+
+@functools.lru_cache(maxsize=4)
+def _throttled_client(
+    options: tuple[tuple[str, Any], ...], rate: float, redis_url: str | None
+) -> BigInterviewClient:
+    return BigInterviewClient(**dict(options), throttle=coordination.rate_limiter())
+
+
+def sync_client() -> BigInterviewClient:
+    """The process-wide client for syncing: pooled connections, and every request goes
+    through the rate limiter shared by all workers (``RATE_LIMIT`` requests/s)."""
+    return _throttled_client(
+        _options_from_settings(), float(app_settings.RATE_LIMIT or 0), app_settings.REDIS_URL
+    )
+
+
+def sync_retry_delay(retries: int, retry_after: float | None = None) -> float:
+    """Seconds before retry number ``retries + 1``: exponential backoff with full jitter,
+    and never sooner than the service's ``Retry-After``."""
+    base = float(app_settings.SYNC_RETRY_BACKOFF)
+    cap = float(app_settings.SYNC_RETRY_BACKOFF_MAX)
+    delay = random.uniform(0, min(cap, base * (2**retries)))
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _pending_name(account_id: int) -> str:
+    return f"sync-account:{account_id}"
+
+
+def _run_token(run_id: int) -> str:
+    return f"run:{run_id}"
+
+
+def _count_in_run(run_id: int | None, result: sync.SyncResult) -> None:
+    if run_id is None:
+        return
+    sync.record_run_result(run_id, result)
+    _finish_run(run_id)
+
+
+def _finish_run(run_id: int) -> None:
+    if sync.finish_run_if_complete(run_id) is not None:
+        coordination.release_lock(SYNC_ALL_LOCK, _run_token(run_id))
+
+
+@shared_task(bind=True, base=SettingsTimeLimitTask, name="biginterview.sync_account")
+def sync_account(
+    self: Task, account_id: int, run_id: int | None = None, partner_id: str | None = None
+) -> dict[str, Any]:
+    """Sync one account. Transient API errors retry with backoff; permanent ones are
+    recorded on the account by the domain. Counts the outcome in ``run_id`` if given.
+
+    A run passes ``partner_id`` along (read once per chunk), which saves loading the
+    account: the sync locks and re-reads the row anyway before writing.
+    """
+    if run_id is None and self.request.retries == 0:
+        # From now on a new change needs a new sync: this one may fetch too early.
+        coordination.clear_pending(_pending_name(account_id))
+    if partner_id is not None:
+        account: Account | None = sync.account_handle(account_id, partner_id)
+    else:
+        account = Account.objects.filter(pk=account_id).first()
+    if account is None:
+        result = sync.SyncResult(account_id, "", "skipped", error="Account deleted.")
+        _count_in_run(run_id, result)
+        return result.as_dict()
+    try:
+        result = sync.sync_account(account, sync_client())
+    except APIError as exc:  # transient: permanent errors come back as a failed result
+        retries = self.request.retries
+        if retries < int(app_settings.SYNC_MAX_RETRIES):
+            delay = sync_retry_delay(retries, getattr(exc, "retry_after", None))
+            logger.info(
+                "Sync of %s: %s; retry %d in %.1f s", account.partner_id, exc, retries + 1, delay
+            )
+            raise self.retry(
+                exc=exc, countdown=delay, max_retries=int(app_settings.SYNC_MAX_RETRIES)
+            ) from None
+        result = sync.record_sync_failure(account, exc)
+    except Exception as exc:
+        # Includes SoftTimeLimitExceeded. Count it so the run still finishes, then let
+        # Celery log the failure.
+        _count_in_run(run_id, sync.record_sync_failure(account, exc))
+        raise
+    _count_in_run(run_id, result)
+    return result.as_dict()
+
+
+@shared_task(base=SettingsTimeLimitTask, name="biginterview.sync_account_batch")
+def sync_account_batch(run_id: int, account_ids: list[int]) -> int:
+    """Fan one chunk of a run out into per-account tasks (keeps ``sync_all_accounts``
+    short however many accounts there are). Accounts deleted meanwhile count as skipped."""
+    partner_ids = sync.partner_ids_of(account_ids)
+    gone = len(account_ids) - len(partner_ids)
+    if gone:
+        sync.record_run_skipped(run_id, gone)
+        _finish_run(run_id)
+    account_ids = [pk for pk in account_ids if pk in partner_ids]
+    for index, account_id in enumerate(account_ids):
+        try:
+            sync_account.apply_async(args=(account_id, run_id, partner_ids[account_id]))
+        except Exception as exc:  # broker trouble: count the rest as failed
+            left = len(account_ids) - index
+            logger.warning("Could not enqueue %d account syncs of run %s", left, run_id)
+            sync.add_run_failure(
+                run_id, None, f"{left} not enqueued: {type(exc).__name__}", count=left
+            )
+            _finish_run(run_id)
+            return index
+    return len(account_ids)
+
+
+def _begin_sync_all() -> SyncRun | None:
+    """A new run holding the "sync all" lock, or ``None`` if another run holds it."""
+    token: str | None = None
+    try:
+        with transaction.atomic():
+            run = sync.start_run()
+            token = _run_token(run.pk)
+            if not coordination.acquire_lock(SYNC_ALL_LOCK, token, app_settings.SYNC_LOCK_TIMEOUT):
+                token = None
+                transaction.set_rollback(True)
+                return None
+    except BaseException:
+        if token is not None:
+            coordination.release_lock(SYNC_ALL_LOCK, token)
+        raise
+    return run
+
+
+@shared_task(base=SettingsTimeLimitTask, name="biginterview.sync_all_accounts")
+def sync_all_accounts() -> int | None:
+    """Sync every account: fan out in chunks of ``SYNC_CHUNK_SIZE``; leaves a ``SyncRun``.
+
+    Does nothing (returns ``None``) while another run holds the lock. The run finishes,
+    and the lock is released, when the last account's task has counted itself.
+    """
+    run = _begin_sync_all()
+    if run is None:
+        logger.info("Big Interview sync all: another run is in progress; nothing to do")
+        return None
+    dispatched = 0
+    skipped = 0
+    try:
+        skipped = sync.count_skipped_accounts()
+        for ids in sync.iter_account_id_chunks(int(app_settings.SYNC_CHUNK_SIZE)):
+            sync_account_batch.apply_async(args=(run.pk, ids))
+            dispatched += len(ids)
+    except BaseException as exc:
+        sync.add_run_failure(run.pk, None, f"Fan-out stopped: {type(exc).__name__}", count=0)
+        coordination.release_lock(SYNC_ALL_LOCK, _run_token(run.pk))
+        raise
+    finally:
+        sync.close_fan_out(run.pk, dispatched=dispatched, skipped=skipped)
+        _finish_run(run.pk)
+    logger.info("Big Interview sync run #%s: %d accounts dispatched", run.pk, dispatched)
+    return run.pk
+
+
+def sync_all_inline(on_result: Callable[[sync.SyncResult], None] | None = None) -> SyncRun | None:
+    """Run "sync all" in this process (the command without ``--async``), under the same lock
+    and with the same ``SyncRun`` books. ``None`` if another run holds the lock."""
+    run = _begin_sync_all()
+    if run is None:
+        return None
+    try:
+        return sync.sync_all_inline(
+            run,
+            sync_client(),
+            chunk_size=int(app_settings.SYNC_CHUNK_SIZE),
+            on_result=on_result,
+        )
+    finally:
+        coordination.release_lock(SYNC_ALL_LOCK, _run_token(run.pk))
 
 
 def schedule_account_sync(account_id: int) -> None:
-    """Schedule one sync of ``account_id`` on commit; at most one pending per account."""
-    raise NotImplementedError  # implemented with the sync tasks
+    """Schedule one sync of ``account_id`` on commit; at most one pending per account.
+
+    The pending marker is cleared when the sync starts, so a change arriving during a sync
+    schedules another one. A broker outage is logged, never raised: the next webhook or
+    the periodic sync catches up.
+    """
+
+    def send() -> None:
+        name = _pending_name(account_id)
+        try:
+            if not coordination.claim_pending(name, app_settings.SYNC_PENDING_TIMEOUT):
+                return
+        except Exception:  # store down: a duplicate sync is harmless
+            logger.warning("Pending-sync marker unavailable", exc_info=True)
+        try:
+            sync_account.apply_async(args=(account_id,), retry=False)
+        except Exception:  # any broker error
+            logger.warning("Could not enqueue a sync of account %s", account_id, exc_info=True)
+            try:
+                coordination.clear_pending(name)
+            except Exception:  # best effort; the TTL clears it anyway
+                logger.debug("Could not clear the pending marker", exc_info=True)
+
+    transaction.on_commit(send)
 
 
 # --- Webhook tasks (webhooks.py) -------------------------------------------------------
+#
+# Periodic schedule (task names, no arguments):
+#
+#     "biginterview-sweep-webhooks": {"task": "biginterview.sweep_webhook_events",
+#                                     "schedule": timedelta(minutes=1)},
+#     "biginterview-purge-webhooks": {"task": "biginterview.purge_webhook_events",
+#                                     "schedule": timedelta(hours=1)},
+
+
+def schedule_syncs_after_webhooks(account_ids: Iterable[int | None]) -> None:
+    """Ask for a track-progress sync of each account an interview event touched.
+
+    Scheduling is a follow-up, never part of the event: its failure is logged and the
+    event stays processed (the periodic sync catches up).
+    """
+    for account_id in {a for a in account_ids if a is not None}:
+        try:
+            schedule_account_sync(account_id)
+        except Exception:  # whatever the sync side raises, the event stands
+            logger.warning("Could not schedule a sync of account %s", account_id, exc_info=True)
+
+
+@shared_task(name="biginterview.process_webhook_event", acks_late=True, ignore_result=True)
+def process_webhook_event(event_id: int) -> str:
+    """Process one stored webhook event (by primary key).
+
+    ``acks_late``: if the worker is killed mid-task the broker redelivers the message; the
+    domain locks the event row and re-reads its status, so a redelivery never processes
+    an event twice. A failure is stored on the row (the sweeper retries it with backoff),
+    so the task itself does not retry.
+    """
+    outcome = webhooks.process_event(event_id)
+    if outcome.failed:
+        logger.warning("Webhook event %s failed: %s", event_id, outcome.reason)
+    schedule_syncs_after_webhooks([outcome.sync_account_id])
+    return outcome.status
+
+
+@shared_task(name="biginterview.sweep_webhook_events", ignore_result=True)
+def sweep_webhook_events() -> int:
+    """Re-enqueue events stuck ``pending`` (the broker was down when they arrived) and
+    ``failed`` events whose backoff has passed; returns how many were sent."""
+    sent = 0
+    for event_id in webhooks.claim_due_events():
+        try:
+            process_webhook_event.apply_async(
+                args=(event_id,),
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+            )
+        except Exception:  # broker still down: the lease expires, next sweep retries
+            logger.warning("Webhook sweeper could not reach the broker", exc_info=True)
+            break
+        sent += 1
+    if sent:
+        logger.info("Webhook sweeper re-enqueued %d event(s)", sent)
+    return sent
+
+
+@shared_task(name="biginterview.purge_webhook_events", ignore_result=True)
+def purge_webhook_events() -> int:
+    """Delete processed and ignored events older than ``WEBHOOK_RETENTION``.
+
+    A retention under two hours is refused: logged as an error and raised, so the
+    misconfiguration shows in the worker's log and in the task's result.
+    """
+    try:
+        deleted = webhooks.purge_events()
+    except ImproperlyConfigured as exc:
+        logger.error("Webhook purge refused: %s", exc)
+        raise
+    if deleted:
+        logger.info("Purged %d old webhook event(s)", deleted)
+    return deleted

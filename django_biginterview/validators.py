@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from .exceptions import InvalidPartnerId
 
-#: Only ``0-9``, ``a-z``, ``A-Z``, ``-`` and ``_``; 1 to 64 characters.
-PARTNER_ID_PATTERN = r"^[0-9A-Za-z_-]{1,64}$"
+#: Only ``0-9``, ``a-z``, ``A-Z``, ``-`` and ``_``; 1 to 64 characters. ``\Z``, not ``$``,
+#: which would also match before a trailing newline.
+PARTNER_ID_PATTERN = r"^[0-9A-Za-z_-]{1,64}\Z"
 _PARTNER_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
-def is_valid_partner_id(value: object) -> bool:
+def is_valid_partner_id(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a string that follows the documented ``partner_id`` rules."""
     return isinstance(value, str) and _PARTNER_ID_RE.fullmatch(value) is not None
 
 
 def validate_partner_id(value: object) -> str:
     """Return ``value`` if it is a valid ``partner_id``, else raise ``InvalidPartnerId``."""
-    if not is_valid_partner_id(value):
-        raise InvalidPartnerId(
-            "partner_id must be 1 to 64 characters from 0-9, a-z, A-Z, '-' and '_'."
-        )
-    return value  # type: ignore[return-value]
+    if is_valid_partner_id(value):
+        return value
+    raise InvalidPartnerId("partner_id must be 1 to 64 characters from 0-9, a-z, A-Z, '-' and '_'.")

@@ -5,22 +5,222 @@ No business rules live here.
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import logging
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
+from django.db import DatabaseError, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.views import APIView
+
+from . import sso, tasks, webhooks
+from .adapter import MissingProfileData
+from .client import BigInterviewClient, SSOToken, get_client
+from .conf import app_settings
+from .exceptions import APIError, AuthenticationError, RateLimited, WebhookValidationError
+from .exceptions import ValidationError as ProfileRefused
 
 # --- SSO (practice) ------------------------------------------------------------------
 
+sso_logger = logging.getLogger("django_biginterview.sso")
 
+#: Session key holding the pk of an anonymous visitor's ``Account``.
+ANONYMOUS_ACCOUNT_SESSION_KEY = "biginterview_anonymous_account"
+
+
+@login_not_required
+@transaction.non_atomic_requests
 def practice(request: HttpRequest) -> HttpResponse:
-    """Placeholder until the SSO view lands."""
-    return HttpResponse(status=501)
+    """Send the visitor to Big Interview, logged into their own account.
+
+    Marked ``login_not_required`` so ``LoginRequiredMiddleware`` lets anonymous visitors
+    through when ``ANONYMOUS_USERS`` is on; otherwise it sends them to ``LOGIN_URL``
+    itself. Not wrapped in ``ATOMIC_REQUESTS``: the account row lock must be released as
+    soon as the token is stored, not at the end of the request.
+    """
+    anonymous = not request.user.is_authenticated
+    if anonymous and not app_settings.ANONYMOUS_USERS:
+        return redirect_to_login(request.get_full_path(), django_settings.LOGIN_URL)
+
+    redirect_to = sso.clean_redirect_to(request.GET.get("redirect_to"))
+    try:
+        if anonymous:
+            token = _anonymous_token(request, get_client())
+        else:
+            token = sso.practice_token_for_user(request.user, get_client())
+    except MissingProfileData as exc:
+        # 409: the request is fine, the user's profile is not (yet) usable.
+        return render(
+            request, "biginterview/missing_profile.html", {"missing": exc.missing}, status=409
+        )
+    except ProfileRefused as exc:
+        sso_logger.warning("Big Interview refused the profile: %s", exc.field_errors or exc)
+        return render(
+            request,
+            "biginterview/profile_refused.html",
+            {"field_errors": exc.field_errors},
+            status=409,
+        )
+    except APIError as exc:
+        return _unavailable(request, exc)
+
+    url = sso.build_login_url(
+        token,
+        redirect_to=redirect_to or sso.default_redirect_to(),
+        return_url=_return_url(request),
+    )
+    response = HttpResponseRedirect(url)
+    # The Location carries a login token: no cache may keep it.
+    add_never_cache_headers(response)
+    return response
+
+
+def _anonymous_token(request: HttpRequest, client: BigInterviewClient) -> SSOToken:
+    previous = request.session.get(ANONYMOUS_ACCOUNT_SESSION_KEY)
+    account, token = sso.get_anonymous_token(previous, client)
+    if account.pk != previous:
+        request.session[ANONYMOUS_ACCOUNT_SESSION_KEY] = account.pk
+    return token
+
+
+def _return_url(request: HttpRequest) -> str | None:
+    """The configured ``RETURN_URL`` (made absolute if it is a path); never from the query."""
+    value = app_settings.RETURN_URL
+    if not value:
+        return None
+    value = str(value)
+    return request.build_absolute_uri(value) if value.startswith("/") else value
+
+
+def _unavailable(request: HttpRequest, exc: APIError) -> HttpResponse:
+    if isinstance(exc, AuthenticationError):
+        sso_logger.error(
+            "Big Interview rejected the API key (HTTP %s); practice links fail until "
+            "BIGINTERVIEW['API_KEY'] is fixed.",
+            exc.status,
+        )
+    else:
+        sso_logger.warning("Big Interview is unavailable for SSO: %s", exc)
+    response = render(request, "biginterview/unavailable.html", status=503)
+    retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RateLimited) else None
+    if retry_after is not None:
+        response["Retry-After"] = str(int(retry_after) + 1)
+    add_never_cache_headers(response)
+    # Logged above at the right level; stop django.request from adding an ERROR (and an
+    # admin email) for every click during an outage. Django reads this flag itself.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 # --- Webhook receiver ----------------------------------------------------------------
 
 
-class WebhookView(APIView):
-    """Placeholder until the webhook receiver lands."""
+webhook_logger = logging.getLogger("django_biginterview.webhooks")
 
-    def post(self, request: HttpRequest) -> HttpResponse:
-        return HttpResponse(status=501)
+_WEBHOOK_ERROR_TYPES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+#: Seconds a 503 asks the sender to wait (Big Interview itself retries every 10 minutes).
+WEBHOOK_RETRY_AFTER = 60
+
+
+def _webhook_error(status: int, message: str) -> JsonResponse:
+    """The spec's error shape: ``{"error": {"type": ..., "message": ...}}``."""
+    error_type = _WEBHOOK_ERROR_TYPES.get(status, "error")
+    response = JsonResponse({"error": {"type": error_type, "message": message}}, status=status)
+    if status == 503:
+        response["Retry-After"] = str(WEBHOOK_RETRY_AFTER)
+    return response
+
+
+def _check_content_type(request: HttpRequest) -> None:
+    """JSON only: ``application/json``, with or without ``charset`` (which must be UTF-8)."""
+    if request.content_type != "application/json":
+        raise WebhookValidationError("Content-Type must be application/json", status_code=415)
+    charset = (request.content_params.get("charset") or "utf-8").strip("\"' ").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise WebhookValidationError("JSON must be encoded as UTF-8", status_code=415)
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    """Read at most ``limit`` bytes: refuse a larger ``Content-Length`` before reading, and
+    never read more than ``limit + 1`` bytes whatever the header says (or if it is absent,
+    as with a chunked body behind some servers)."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise WebhookValidationError("invalid Content-Length") from None
+        if length > limit:
+            raise WebhookValidationError(f"body larger than {limit} bytes", status_code=413)
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise WebhookValidationError(f"body larger than {limit} bytes", status_code=413)
+    return body
+
+
+class WebhookView(APIView):
+    """Receives Big Interview's notifications: check the key, store once, answer 200.
+
+    Nothing else happens in the request: processing runs in a Celery task enqueued on
+    commit with the event's primary key, so a slow mirror never times out the sender
+    (it retries after 30 s). Exempt from CSRF (DRF's ``as_view``), from
+    ``LoginRequiredMiddleware`` and from ``ATOMIC_REQUESTS`` (the 200 must mean the row is
+    committed, and the enqueue must see it). DRF's parsers and authentication are not
+    used: the raw body is size-checked and validated by ``webhooks.parse_delivery``, and
+    the key is checked by ``webhooks.authenticate`` (constant time, several keys).
+
+    Status codes: 200 stored or already stored; 400 malformed; 401 missing or wrong key;
+    405 not POST; 413 too large; 415 not JSON; 503 no key configured or the database is
+    unavailable (both make Big Interview retry later). Rejections are logged with their
+    reason, never with the key.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    parser_classes = []
+    renderer_classes = [JSONRenderer]
+    throttle_classes = []
+    http_method_names = ["post"]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        view = super().as_view(**initkwargs)
+        return login_not_required(transaction.non_atomic_requests(view))
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        http_request: HttpRequest = request._request
+        try:
+            webhooks.authenticate(http_request.META.get("HTTP_AUTHORIZATION"))
+            _check_content_type(http_request)
+            body = _read_body(http_request, int(app_settings.WEBHOOK_MAX_BODY_SIZE))
+            delivery = webhooks.parse_delivery(body)
+            stored = webhooks.store_delivery(delivery)
+        except WebhookValidationError as exc:
+            webhook_logger.log(
+                logging.ERROR if exc.status_code >= 500 else logging.WARNING,
+                "Webhook delivery rejected (%s): %s [from %s]",
+                exc.status_code,
+                exc.reason,
+                http_request.META.get("REMOTE_ADDR") or "unknown address",
+            )
+            return _webhook_error(exc.status_code, exc.reason)
+        except DatabaseError:
+            webhook_logger.exception("Webhook delivery not stored: database unavailable")
+            return _webhook_error(503, "temporarily unable to store the delivery")
+        if stored.created:
+            tasks.enqueue_on_commit(tasks.process_webhook_event, stored.event_id)
+        return JsonResponse({"status": "stored" if stored.created else "duplicate"})

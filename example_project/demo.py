@@ -40,7 +40,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=HERE / ".demo")
     parser.add_argument("--no-install", action="store_true")
     parser.add_argument(
-        "--webhook-retry-delay", type=float, default=2.0,
+        "--webhook-retry-delay",
+        type=float,
+        default=2.0,
         help="Seconds between the sandbox's webhook retries (Big Interview waits 10 minutes).",
     )
     return parser.parse_args(argv)
@@ -63,7 +65,7 @@ def wait_until_up(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - our own loopback server
+            urllib.request.urlopen(url, timeout=2)
             return
         except urllib.error.HTTPError:
             return  # any HTTP answer means the server is up
@@ -98,33 +100,60 @@ def main(argv: list[str]) -> int:
     run("migrate", "--no-input", "-v", "0")
     username, password, email, first, last = DEMO_USER
     admin_name, admin_password, admin_email = ADMIN_USER
-    run("shell", "-c", (
-        "from django.contrib.auth import get_user_model\n"
-        "User = get_user_model()\n"
-        f"u, _ = User.objects.get_or_create(username={username!r}, defaults=dict("
-        f"email={email!r}, first_name={first!r}, last_name={last!r}))\n"
-        f"u.set_password({password!r}); u.save()\n"
-        f"a, _ = User.objects.get_or_create(username={admin_name!r}, defaults=dict("
-        f"email={admin_email!r}, is_staff=True, is_superuser=True))\n"
-        f"a.set_password({admin_password!r}); a.save()\n"
-    ))
+    run(
+        "shell",
+        "-c",
+        (
+            "from django.contrib.auth import get_user_model\n"
+            "User = get_user_model()\n"
+            f"u, _ = User.objects.get_or_create(username={username!r}, defaults=dict("
+            f"email={email!r}, first_name={first!r}, last_name={last!r}))\n"
+            f"u.set_password({password!r}); u.save()\n"
+            f"a, _ = User.objects.get_or_create(username={admin_name!r}, defaults=dict("
+            f"email={admin_email!r}, is_staff=True, is_superuser=True))\n"
+            f"a.set_password({admin_password!r}); a.save()\n"
+        ),
+    )
 
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
     commands = {
         "sandbox": [
-            *manage, "biginterview_sandbox", "--port", str(args.sandbox_port),
-            "--webhook-url", f"{portal_url}/biginterview/webhook/",
-            "--webhook-retry-delay", str(args.webhook_retry_delay),
-            "--state-file", str(data_dir / "sandbox-state.json"),
+            *manage,
+            "biginterview_sandbox",
+            "--port",
+            str(args.sandbox_port),
+            "--webhook-url",
+            f"{portal_url}/biginterview/webhook/",
+            "--webhook-retry-delay",
+            str(args.webhook_retry_delay),
+            "--state-file",
+            str(data_dir / "sandbox-state.json"),
         ],
         "worker": [
-            sys.executable, "-m", "celery", "-A", "example_project", "worker",
-            "--pool=solo", "-l", "INFO", "--without-gossip", "--without-mingle",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "example_project",
+            "worker",
+            "--pool=solo",
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
         ],
         "beat": [
-            sys.executable, "-m", "celery", "-A", "example_project", "beat", "-l", "INFO",
-            "--schedule", str(data_dir / "celerybeat-schedule"),
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "example_project",
+            "beat",
+            "-l",
+            "INFO",
+            "--schedule",
+            str(data_dir / "celerybeat-schedule"),
         ],
         "portal": [*manage, "runserver", f"127.0.0.1:{args.port}", "--noreload"],
     }

@@ -8,6 +8,7 @@ Environment:
   the test database the test process created.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ BASE_DIR = Path(__file__).resolve().parent
 DB_STEM = os.environ.get("BI_TEST_DB_NAME", "biginterview")
 WORKER_DB_NAME = os.environ.get("BI_WORKER_DB_NAME")
 
-SECRET_KEY = "tests-not-secret"  # noqa: S105
+SECRET_KEY = "tests-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
@@ -68,7 +69,9 @@ DATABASES = {
         "NAME": WORKER_DB_NAME or os.path.join(tempfile.gettempdir(), f"{DB_STEM}.sqlite3"),
         # A file, not memory: a Celery worker process must open the same test database.
         "TEST": {"NAME": _sqlite_file},
-        "OPTIONS": {"timeout": 20},
+        # IMMEDIATE: a write transaction takes the write lock at BEGIN, so two processes
+        # (test + worker, or two workers) queue on the busy timeout instead of failing.
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
     }
 }
 
@@ -91,6 +94,8 @@ BIGINTERVIEW = {
     "RETRY_BACKOFF": 0.01,
     "RETRY_BACKOFF_MAX": 0.5,
 }
+# The worker fixture passes the test's BIGINTERVIEW overrides (the sandbox URL, ...) here.
+BIGINTERVIEW.update(json.loads(os.environ.get("BI_TEST_BIGINTERVIEW") or "{}"))
 
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
 

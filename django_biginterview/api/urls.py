@@ -1,9 +1,29 @@
 """REST API routes (namespace ``biginterview``): ``me/``, ``me/interviews/``, staff-only
-``accounts/`` and ``interviews/``, and the OpenAPI schema at ``schema/``."""
+``accounts/``, ``interviews/`` and ``tracks/``, and the OpenAPI schema at ``schema/``.
 
+Every route is exempt from ``LoginRequiredMiddleware``: DRF's permissions answer an
+anonymous client with JSON (401/403) instead of a redirect to the login page.
+"""
+
+from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from . import views
+
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("me/", login_not_required(views.MeView.as_view()), name="api-me"),
+    path(
+        "me/interviews/",
+        login_not_required(views.MeInterviewsView.as_view()),
+        name="api-me-interviews",
+    ),
+    path("accounts/", login_not_required(views.AccountListView.as_view()), name="api-accounts"),
+    path(
+        "interviews/",
+        login_not_required(views.InterviewListView.as_view()),
+        name="api-interviews",
+    ),
+    path("tracks/", login_not_required(views.TrackListView.as_view()), name="api-tracks"),
+    path("schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
 ]

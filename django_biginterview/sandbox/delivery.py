@@ -68,7 +68,9 @@ def post_webhook(url: str, webhook_key: str | None, body: bytes, timeout: float)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OSError(f"not an http(s) URL: {url!r}")
-    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
     connection = connection_class(parts.hostname, parts.port, timeout=timeout)
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -111,7 +113,9 @@ class WebhookSender:
     def start(self) -> None:
         with self._condition:
             self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="biginterview-sandbox-webhooks", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="biginterview-sandbox-webhooks", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -197,6 +201,12 @@ class WebhookSender:
         with self._condition:
             self.records.append(record)
             self._condition.notify_all()
-        logger.info("sandbox webhook %s %s attempt %s -> %s", record.notification_id, record.event_name, attempt, status)
+        logger.info(
+            "sandbox webhook %s %s attempt %s -> %s",
+            record.notification_id,
+            record.event_name,
+            attempt,
+            status,
+        )
         if status != 200 and attempt <= len(self.retry_delays):
             self._push(time.monotonic() + self.retry_delays[attempt - 1], attempt + 1, payload)

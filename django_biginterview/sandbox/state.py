@@ -128,12 +128,15 @@ class SandboxState:
         self.next_interview_id = FIRST_INTERVIEW_ID
         self.next_notification_id = FIRST_NOTIFICATION_ID
         self.question_sets = dict(QUESTION_SETS)
+        self._last_tick = utcnow()
         if self.state_file and self.state_file.exists():
             self._load()
 
     # -- users ---------------------------------------------------------------------------
 
-    def upsert_user(self, partner_id: str, attributes: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    def upsert_user(
+        self, partner_id: str, attributes: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
         """Create the user (profile required) or refresh an existing user's token.
 
         Returns the API ``user`` object and whether it was created. An invalid
@@ -208,7 +211,9 @@ class SandboxState:
     def profile(self, partner_id: str) -> dict[str, Any]:
         with self.lock:
             user = self._require_user(partner_id)
-            return {key: user[key] for key in ("partner_id", "first_name", "last_name", "anonymous")}
+            return {
+                key: user[key] for key in ("partner_id", "first_name", "last_name", "anonymous")
+            }
 
     def _new_user(self, partner_id: str, *, anonymous: bool, **profile: str) -> dict[str, Any]:
         user: dict[str, Any] = {
@@ -242,7 +247,10 @@ class SandboxState:
         # Only the newest token logs in: a refresh replaces the previous one, so an app
         # that keeps using a stale token finds out here rather than in production.
         user["token"] = secrets.token_hex(32)
-        user["token_expires_at"] = truncate_ms(datetime.now(UTC) + self.token_lifetime)
+        expires_at = truncate_ms(datetime.now(UTC) + self.token_lifetime)
+        if user["anonymous"]:
+            expires_at = min(expires_at, user["created_at"] + self.anonymous_lifetime)
+        user["token_expires_at"] = expires_at
 
     def _live_user(self, partner_id: str) -> dict[str, Any] | None:
         user = self.users.get(partner_id)
@@ -266,7 +274,9 @@ class SandboxState:
         with self.lock:
             return [self._track_object(track) for track in self._require_user(partner_id)["tracks"]]
 
-    def complete_step(self, partner_id: str, track_title: str, step: int, completed: bool = True) -> dict[str, Any]:
+    def complete_step(
+        self, partner_id: str, track_title: str, step: int, completed: bool = True
+    ) -> dict[str, Any]:
         with self.lock:
             user = self._require_user(partner_id)
             track = next((t for t in user["tracks"] if t["title"] == track_title), None)
@@ -315,7 +325,7 @@ class SandboxState:
                 self.question_sets[title] = max(self.question_sets.values(), default=51) + 1
             interview_id = self.next_interview_id
             self.next_interview_id += 1
-            now = utcnow()
+            now = self._tick()
             same_title = sum(1 for item in user["interviews"].values() if item["title"] == title)
             item = {
                 "id": interview_id,
@@ -351,9 +361,9 @@ class SandboxState:
             if "updated_at" in fields:
                 item["updated_at"] = parse_date(fields["updated_at"])
             else:
-                # Strictly later than before, even within one millisecond, so a receiver
-                # comparing updated_at always sees the newer state as newer.
-                item["updated_at"] = max(utcnow(), item["updated_at"] + timedelta(milliseconds=1))
+                item["updated_at"] = max(
+                    self._tick(), item["updated_at"] + timedelta(milliseconds=1)
+                )
             self._announce("interview.updated", partner_id, item)
             self._save()
             return self._interview_object(item)
@@ -364,6 +374,12 @@ class SandboxState:
             item = self.users[partner_id]["interviews"].pop(int(interview_id))
             self._announce("interview.deleted", partner_id, item, with_object=False)
             self._save()
+
+    def _tick(self) -> datetime:
+        """Now, but strictly after the previous tick: two changes within one millisecond
+        still get ordered timestamps, so "most recently updated" is never a tie."""
+        self._last_tick = max(utcnow(), self._last_tick + timedelta(milliseconds=1))
+        return self._last_tick
 
     def _require_interview(self, partner_id: str, interview_id: int) -> dict[str, Any]:
         user = self._require_user(partner_id)
@@ -388,11 +404,19 @@ class SandboxState:
             },
         }
 
+    def question_titles(self) -> list[str]:
+        with self.lock:
+            return list(self.question_sets)
+
     def title_for_question_set(self, set_id: int) -> str | None:
         with self.lock:
-            return next((title for title, number in self.question_sets.items() if number == set_id), None)
+            return next(
+                (title for title, number in self.question_sets.items() if number == set_id), None
+            )
 
-    def _announce(self, event_name: str, partner_id: str, item: dict[str, Any], with_object: bool = True) -> None:
+    def _announce(
+        self, event_name: str, partner_id: str, item: dict[str, Any], with_object: bool = True
+    ) -> None:
         notification_id = str(self.next_notification_id)
         self.next_notification_id += 1
         payload = {
@@ -463,7 +487,9 @@ class SandboxState:
             self.sessions = dict(data["sessions"])
             self.users = {user["partner_id"]: _load_user(user) for user in data["users"]}
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"cannot read the sandbox state file {self.state_file}: {exc}") from exc
+            raise ValueError(
+                f"cannot read the sandbox state file {self.state_file}: {exc}"
+            ) from exc
 
 
 def _dump_user(user: dict[str, Any]) -> dict[str, Any]:
@@ -471,7 +497,11 @@ def _dump_user(user: dict[str, Any]) -> dict[str, Any]:
     for key in ("created_at", "token_expires_at"):
         dumped[key] = format_date(user[key])
     dumped["interviews"] = [
-        {**item, "created_at": format_date(item["created_at"]), "updated_at": format_date(item["updated_at"])}
+        {
+            **item,
+            "created_at": format_date(item["created_at"]),
+            "updated_at": format_date(item["updated_at"]),
+        }
         for item in user["interviews"].values()
     ]
     return dumped

@@ -24,8 +24,8 @@ import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SANDBOX_API_KEY = "sandbox-api-key-0000000000000000"  # noqa: S105 - the sandbox's public default
-SANDBOX_WEBHOOK_KEY = "sandbox-webhook-key-000000000000"  # noqa: S105
+SANDBOX_API_KEY = "sandbox-api-key-0000000000000000"
+SANDBOX_WEBHOOK_KEY = "sandbox-webhook-key-000000000000"
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -34,7 +34,9 @@ def env_bool(name: str, default: bool) -> bool:
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-example-project-key")
 DEBUG = env_bool("DJANGO_DEBUG", True)
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -62,7 +64,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "example_project.urls"
+# Benchmarks swap in a URLconf with extra baseline views (bench/webhook_urls.py).
+ROOT_URLCONF = os.environ.get("DJANGO_ROOT_URLCONF", "example_project.urls")
 WSGI_APPLICATION = "example_project.wsgi.application"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -101,13 +104,14 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 _broker_dir = Path(os.environ.get("CELERY_BROKER_FOLDER", BASE_DIR / ".broker"))
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        "control_folder": str(_broker_dir / "control"),
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {

@@ -1,0 +1,133 @@
+"""REST API views: thin read-only views over the mirrored tables.
+
+Permissions are DRF's (``IsAuthenticated``; ``IsAdminUser`` for staff listings) and the
+views are exempt from ``LoginRequiredMiddleware`` in ``urls.py``, so an anonymous client
+gets a JSON 401/403, never a login redirect. Pagination is set here, not taken from the
+host's ``REST_FRAMEWORK`` settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import generics
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
+
+from ..models import Account, Interview, Track, TrackStep
+from .serializers import (
+    AccountSummarySerializer,
+    InterviewSerializer,
+    StaffAccountSerializer,
+    StaffInterviewSerializer,
+    StaffTrackSerializer,
+)
+
+PARTNER_ID_PARAMETER = OpenApiParameter(
+    "partner_id", OpenApiTypes.STR, description="Only this Big Interview partner_id."
+)
+
+
+class Pagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+def tracks_with_steps() -> Prefetch:
+    steps = Prefetch("steps", queryset=TrackStep.objects.order_by("step"))
+    return Prefetch("tracks", queryset=Track.objects.order_by("position").prefetch_related(steps))
+
+
+def accounts_with_progress() -> QuerySet[Account]:
+    live = Q(interviews__deleted_at__isnull=True)
+    return Account.objects.annotate(
+        interview_count=Count("interviews", filter=live)
+    ).prefetch_related(tracks_with_steps())
+
+
+class MeView(generics.RetrieveAPIView):
+    """The signed-in user's Big Interview account, tracks and steps (404 before the user
+    first practised)."""
+
+    serializer_class = AccountSummarySerializer
+    permission_classes = [IsAuthenticated]
+
+    def get_object(self) -> Account:
+        account = accounts_with_progress().filter(user=self.request.user).first()
+        if account is None:
+            raise Http404
+        return account
+
+
+class MeInterviewsView(generics.ListAPIView):
+    """The signed-in user's interviews, most recently updated first; deleted ones left out."""
+
+    serializer_class = InterviewSerializer
+    permission_classes = [IsAuthenticated]
+    pagination_class = Pagination
+
+    def get_queryset(self) -> QuerySet[Interview]:
+        return Interview.objects.filter(
+            account__user=self.request.user, deleted_at__isnull=True
+        ).order_by("-remote_updated_at", "-pk")
+
+
+class PartnerIdFilterMixin:
+    partner_id_lookup = "partner_id"
+    request: Any
+
+    def filter_partner_id(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        partner_id = self.request.query_params.get("partner_id")
+        if partner_id:
+            queryset = queryset.filter(**{self.partner_id_lookup: partner_id})
+        return queryset
+
+
+@extend_schema_view(get=extend_schema(parameters=[PARTNER_ID_PARAMETER]))
+class AccountListView(PartnerIdFilterMixin, generics.ListAPIView):
+    """Staff only: every account with progress and sync state."""
+
+    serializer_class = StaffAccountSerializer
+    permission_classes = [IsAdminUser]
+    pagination_class = Pagination
+
+    def get_queryset(self) -> QuerySet[Account]:
+        return self.filter_partner_id(accounts_with_progress().order_by("-created_at", "-pk"))
+
+
+@extend_schema_view(get=extend_schema(parameters=[PARTNER_ID_PARAMETER]))
+class InterviewListView(PartnerIdFilterMixin, generics.ListAPIView):
+    """Staff only: interviews of every account (deleted ones included, with
+    ``deleted_at``), most recently updated first."""
+
+    serializer_class = StaffInterviewSerializer
+    permission_classes = [IsAdminUser]
+    pagination_class = Pagination
+    partner_id_lookup = "account__partner_id"
+
+    def get_queryset(self) -> QuerySet[Interview]:
+        queryset = Interview.objects.select_related("account").order_by("-remote_updated_at", "-pk")
+        return self.filter_partner_id(queryset)
+
+
+@extend_schema_view(get=extend_schema(parameters=[PARTNER_ID_PARAMETER]))
+class TrackListView(PartnerIdFilterMixin, generics.ListAPIView):
+    """Staff only: tracks with their steps."""
+
+    serializer_class = StaffTrackSerializer
+    permission_classes = [IsAdminUser]
+    pagination_class = Pagination
+    partner_id_lookup = "account__partner_id"
+
+    def get_queryset(self) -> QuerySet[Track]:
+        queryset = (
+            Track.objects.select_related("account")
+            .prefetch_related(Prefetch("steps", queryset=TrackStep.objects.order_by("step")))
+            .order_by("account_id", "position")
+        )
+        return self.filter_partner_id(queryset)

@@ -1,0 +1,131 @@
+"""``settings.BIGINTERVIEW`` is read through ``conf.app_settings`` when used, never frozen."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from django_biginterview.adapter import DefaultAdapter
+from django_biginterview.conf import DEFAULTS, app_settings
+from django_biginterview.exceptions import InvalidSetting, MissingSetting
+
+
+class CustomAdapter(DefaultAdapter):
+    pass
+
+
+def test_override_settings_takes_effect_immediately() -> None:
+    assert app_settings.BASE_URL == "https://acme.biginterview.com"
+    with override_settings(BIGINTERVIEW={"BASE_URL": "https://other.biginterview.com"}):
+        assert app_settings.BASE_URL == "https://other.biginterview.com"
+        assert DEFAULTS["READ_TIMEOUT"] == app_settings.READ_TIMEOUT
+    assert app_settings.BASE_URL == "https://acme.biginterview.com"
+    assert app_settings.MAX_RETRIES == 2  # tests/settings.py, not the default
+
+
+def test_every_default_applies_when_biginterview_is_not_configured(settings: Any) -> None:
+    del settings.BIGINTERVIEW
+    for name, default in DEFAULTS.items():
+        assert app_settings.get(name) == default, name
+    assert app_settings.CONNECT_TIMEOUT == 3.05
+    assert timedelta(hours=1) == app_settings.TOKEN_REFRESH_MARGIN
+    assert app_settings.WEBHOOK_KEYS == []
+    assert app_settings.SSO_LOGIN_PATH == "/sso/login"
+    assert app_settings.DEFAULT_REDIRECT_TO == "/members/dashboard"
+
+
+@pytest.mark.parametrize("name", ["BASE_URL", "API_KEY"])
+@pytest.mark.parametrize("value", [None, "", "absent"])
+def test_a_missing_required_setting_names_the_key(settings: Any, name: str, value: Any) -> None:
+    configured = dict(settings.BIGINTERVIEW)
+    if value == "absent":
+        del configured[name]
+    else:
+        configured[name] = value
+    settings.BIGINTERVIEW = configured
+
+    with pytest.raises(MissingSetting, match=rf"BIGINTERVIEW\['{name}'\] is not set") as excinfo:
+        getattr(app_settings, name)
+    assert isinstance(excinfo.value, ImproperlyConfigured)  # nothing swallows it
+
+
+def test_require_refuses_empty_values(settings: Any) -> None:
+    settings.BIGINTERVIEW = {"WEBHOOK_KEYS": [], "RETURN_URL": ""}
+    for name in ("WEBHOOK_KEYS", "RETURN_URL", "REDIS_URL"):
+        with pytest.raises(MissingSetting, match=name):
+            app_settings.require(name)
+
+
+def test_base_url_loses_its_trailing_slash(settings: Any) -> None:
+    settings.BIGINTERVIEW = {"BASE_URL": "https://acme.biginterview.com/"}
+    assert app_settings.BASE_URL == "https://acme.biginterview.com"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (timedelta(hours=3), timedelta(hours=3)),
+        (7200, timedelta(hours=2)),
+        (90.5, timedelta(seconds=90.5)),
+        (0, timedelta(0)),
+    ],
+)
+@pytest.mark.parametrize(
+    "name",
+    ["TOKEN_REFRESH_MARGIN", "WEBHOOK_STUCK_AFTER", "WEBHOOK_RETENTION", "SYNC_LOCK_TIMEOUT"],
+)
+def test_durations_accept_timedelta_or_seconds(
+    settings: Any, name: str, value: Any, expected: timedelta
+) -> None:
+    settings.BIGINTERVIEW = {name: value}
+    assert app_settings.get(name) == expected
+    assert getattr(app_settings, name) == expected
+
+
+@pytest.mark.parametrize("value", ["2 hours", True, [60], {"hours": 2}])
+def test_a_duration_of_the_wrong_kind_names_the_key(settings: Any, value: Any) -> None:
+    settings.BIGINTERVIEW = {"WEBHOOK_RETENTION": value}
+    with pytest.raises(InvalidSetting, match=r"BIGINTERVIEW\['WEBHOOK_RETENTION'\]"):
+        app_settings.WEBHOOK_RETENTION  # noqa: B018
+
+
+def test_webhook_keys_is_a_list_without_empty_keys(settings: Any) -> None:
+    settings.BIGINTERVIEW = {"WEBHOOK_KEYS": ["new", "", "old"]}
+    assert app_settings.WEBHOOK_KEYS == ["new", "old"]
+    settings.BIGINTERVIEW = {"WEBHOOK_KEYS": "only-one"}
+    assert app_settings.WEBHOOK_KEYS == ["only-one"]
+    settings.BIGINTERVIEW = {"WEBHOOK_KEYS": None}
+    assert app_settings.WEBHOOK_KEYS == []
+
+
+def test_mutating_a_returned_default_does_not_change_the_default(settings: Any) -> None:
+    del settings.BIGINTERVIEW
+    app_settings.get("WEBHOOK_KEYS").append("leaked")
+    assert app_settings.get("WEBHOOK_KEYS") == []
+    assert DEFAULTS["WEBHOOK_KEYS"] == []
+
+
+def test_unknown_names_are_attribute_errors() -> None:
+    with pytest.raises(AttributeError, match="NO_SUCH_SETTING"):
+        app_settings.NO_SUCH_SETTING  # noqa: B018
+    with pytest.raises(AttributeError):
+        app_settings.get("NO_SUCH_SETTING")
+    with pytest.raises(AttributeError):
+        app_settings.base_url  # noqa: B018 - settings are upper case only
+    assert not hasattr(app_settings, "_private")
+
+
+def test_biginterview_that_is_not_a_dict_is_refused_clearly(settings: Any) -> None:
+    settings.BIGINTERVIEW = ["BASE_URL", "https://acme.biginterview.com"]
+    with pytest.raises(InvalidSetting, match="BIGINTERVIEW must be a dict"):
+        app_settings.READ_TIMEOUT  # noqa: B018
+
+
+def test_adapter_is_the_configured_class_read_at_use_time(settings: Any) -> None:
+    assert type(app_settings.adapter()) is DefaultAdapter
+    settings.BIGINTERVIEW = {"ADAPTER": f"{__name__}.CustomAdapter"}
+    assert type(app_settings.adapter()) is CustomAdapter

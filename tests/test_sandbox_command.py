@@ -1,0 +1,170 @@
+"""``manage.py biginterview_sandbox``: defaults from settings, masking, a real run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.core.management import CommandError, call_command
+
+from django_biginterview.management.commands import biginterview_sandbox as command
+from django_biginterview.sandbox import DEFAULT_WEBHOOK_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_port_comes_from_a_local_base_url_only() -> None:
+    assert command.default_port({"BASE_URL": "http://127.0.0.1:8799"}) == 8799
+    assert command.default_port({"BASE_URL": "http://localhost:9000/"}) == 9000
+    assert command.default_port({"BASE_URL": "https://acme.biginterview.com"}) == 8765
+    assert command.default_port({"BASE_URL": "https://acme.biginterview.com:8443"}) == 8765
+    assert command.default_port({}) == 8765
+
+
+def test_webhook_defaults_follow_the_app() -> None:
+    assert command.default_webhook_url() == "http://127.0.0.1:8000/biginterview/webhook/"
+    assert command.default_webhook_key({"WEBHOOK_KEYS": ["first", "second"]}) == "first"
+    assert command.default_webhook_key({"WEBHOOK_KEYS": "only"}) == "only"
+    assert command.default_webhook_key({}) == DEFAULT_WEBHOOK_KEY
+
+
+def run_command(
+    *arguments: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start the command; return the process and its output up to "Press Ctrl-C"."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django", "biginterview_sandbox", *arguments],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            **(env or {}),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Press Ctrl-C"):
+            break
+    else:
+        pytest.fail("the command exited early:\n" + "\n".join(lines))
+    return process, lines
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=10)
+    return output
+
+
+def test_command_serves_until_ctrl_c_and_masks_the_projects_real_keys(tmp_path: Any) -> None:
+    state_file = tmp_path / "state.json"
+    process, lines = run_command(
+        "--port", "0", "--state-file", str(state_file), "--webhook-url", ""
+    )
+    try:
+        url = lines[0].rsplit(" ", 1)[1]
+        assert lines[0].startswith("Big Interview sandbox running at http://127.0.0.1:")
+        # tests.settings point BASE_URL at a non-local host: its key is never printed.
+        assert "935d85189822bf96c28c4fa79d3d8f31" not in "\n".join(lines)
+        assert "API key:      ****8f31" in lines[1]
+        assert "(disabled)" in lines[2]
+        response = requests.post(
+            url + "/api/users/abc123",
+            data={"first_name": "Ada", "last_name": "L", "email": "a@b.c"},
+            headers={"Authorization": "935d85189822bf96c28c4fa79d3d8f31"},
+            timeout=5,
+        )
+        assert response.status_code == 201
+    finally:
+        output = stop(process)
+    assert process.returncode == 0
+    assert "Sandbox stopped." in output
+    assert "abc123" in state_file.read_text()
+
+
+def test_command_options_override_settings_and_sigterm_stops_it() -> None:
+    process, lines = run_command(
+        "--port",
+        "0",
+        "--api-key",
+        "cli-key",
+        "--webhook-url",
+        "http://127.0.0.1:9/hook",
+        "--webhook-key",
+        "cli-webhook-key",
+        "--error-rate",
+        "1",
+        "--error-status",
+        "502",
+    )
+    try:
+        url = lines[0].rsplit(" ", 1)[1]
+        assert "API key:      cli-key" in lines[1]
+        assert "webhook key:  cli-webhook-key" in lines[3]
+        refused = requests.get(
+            url + "/api/users/x/tracks", headers={"Authorization": "nope"}, timeout=5
+        )
+        failed = requests.get(
+            url + "/api/users/x/tracks", headers={"Authorization": "cli-key"}, timeout=5
+        )
+        assert refused.status_code == 401
+        assert failed.status_code == 502
+    finally:
+        output = stop(process, signal.SIGTERM)
+    assert process.returncode == 0
+    assert "Sandbox stopped." in output
+
+
+def test_command_shows_keys_when_base_url_is_the_local_sandbox_and_sets_faults(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "BASE_URL": "http://127.0.0.1:8799"}
+    seen: dict[str, Any] = {}
+
+    def serve_once(self: command.Command, sandbox: Any) -> None:
+        seen.update(port=sandbox.port, faults=sandbox.faults())
+        sandbox.stop()
+
+    monkeypatch.setattr(command.Command, "_serve_until_interrupted", serve_once)
+    out = StringIO()
+    call_command(
+        "biginterview_sandbox",
+        "--port",
+        "0",
+        "--rate-limit",
+        "--retry-after",
+        "9",
+        "--latency",
+        "0.5",
+        stdout=out,
+    )
+
+    text = out.getvalue()
+    assert "API key:      935d85189822bf96c28c4fa79d3d8f31" in text
+    assert "webhooks to:  http://127.0.0.1:8000/biginterview/webhook/" in text
+    assert "webhook key:  webhook-key-current-0000000000000" in text
+    assert "faults:" in text
+    assert seen["faults"]["rate_limit"] is True
+    assert seen["faults"]["retry_after"] == 9
+    assert seen["faults"]["latency"] == 0.5
+    assert "Sandbox stopped." in text
+
+
+def test_bad_options_are_command_errors() -> None:
+    with pytest.raises(CommandError, match="error_rate"):
+        call_command("biginterview_sandbox", "--error-rate", "3", stdout=StringIO())
+    with pytest.raises(CommandError, match="webhook-attempts"):
+        call_command("biginterview_sandbox", "--webhook-attempts", "0", stdout=StringIO())

@@ -1,0 +1,103 @@
+"""Simultaneous clicks by one user: real concurrent HTTP requests against ``live_server``.
+
+Each request runs in its own server thread with its own database connection. On
+PostgreSQL the clicks really overlap (the sandbox answers slowly to widen the window), so
+the row lock and the unique-key race are exercised; SQLite serialises writers, so there
+the same clicks are sent one after another and the same invariants are asserted.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from django.conf import settings as django_settings
+from django.db import connection
+from django.utils import timezone
+
+from django_biginterview.models import Account
+from django_biginterview.testing.factories import UserFactory
+
+CLICKS = 6
+
+
+def token_of(response: requests.Response) -> str:
+    return parse_qs(urlsplit(response.headers["Location"]).query)["token"][0]
+
+
+def click_all_at_once(url: str, session_cookie: str) -> list[requests.Response]:
+    concurrent = connection.vendor == "postgresql"
+    start = threading.Barrier(CLICKS if concurrent else 1)
+
+    def click(_: int) -> requests.Response:
+        start.wait(timeout=10)
+        return requests.get(
+            url,
+            cookies={django_settings.SESSION_COOKIE_NAME: session_cookie},
+            allow_redirects=False,
+            timeout=20,
+        )
+
+    with ThreadPoolExecutor(max_workers=CLICKS if concurrent else 1) as pool:
+        return list(pool.map(click, range(CLICKS)))
+
+
+@pytest.fixture
+def user_session(transactional_db, client):
+    user = UserFactory()
+    client.force_login(user)
+    return user, client.cookies[django_settings.SESSION_COOKIE_NAME].value
+
+
+def remote_user_calls(sandbox) -> list:
+    return [
+        call
+        for call in sandbox.api_calls(method="POST", path_prefix="/api/users/")
+        if call.path != "/api/users/anonymous"
+    ]
+
+
+def test_simultaneous_first_clicks_make_one_account_and_one_remote_create(
+    live_server, biginterview_sandbox, user_session
+):
+    user, cookie = user_session
+    biginterview_sandbox.set_faults(latency=0.3)
+
+    responses = click_all_at_once(f"{live_server.url}/biginterview/practice/", cookie)
+
+    assert [r.status_code for r in responses] == [302] * CLICKS
+    account = Account.objects.get(user=user)
+    assert Account.objects.count() == 1
+    assert [(c.path, c.status) for c in remote_user_calls(biginterview_sandbox)] == [
+        (f"/api/users/{account.partner_id}", 201)
+    ]
+    assert {token_of(r) for r in responses} == {account.sso_token}
+
+
+def test_simultaneous_clicks_with_an_expired_token_refresh_it_once(
+    live_server, biginterview_sandbox, user_session
+):
+    user, cookie = user_session
+    first = requests.get(
+        f"{live_server.url}/biginterview/practice/",
+        cookies={django_settings.SESSION_COOKIE_NAME: cookie},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert first.status_code == 302
+    Account.objects.filter(user=user).update(sso_token_expires_at=timezone.now())
+    biginterview_sandbox.reset_calls()
+    biginterview_sandbox.set_faults(latency=0.3)
+
+    responses = click_all_at_once(f"{live_server.url}/biginterview/practice/", cookie)
+
+    assert [r.status_code for r in responses] == [302] * CLICKS
+    account = Account.objects.get(user=user)
+    assert [c.status for c in remote_user_calls(biginterview_sandbox)] == [200]
+    assert {token_of(r) for r in responses} == {account.sso_token}
+    assert account.sso_token != token_of(first)
+    assert account.sso_token_expires_at > timezone.now() + timedelta(hours=47)
