@@ -194,10 +194,10 @@ def replace_tracks(account: Account, tracks: Sequence[api.Track]) -> bool:
     current = {track.title: track for track in Track.objects.filter(account=account)}
     steps_by_track: dict[int, dict[int, TrackStep]] = {}
     # No tracks, no steps: a first sync skips the query.
-    for step in TrackStep.objects.filter(track__account=account) if current else ():
-        steps_by_track.setdefault(step.track_id, {})[step.step] = step
+    for stored in TrackStep.objects.filter(track__account=account) if current else ():
+        steps_by_track.setdefault(stored.track_id, {})[stored.step] = stored
 
-    wanted = {}
+    wanted: dict[str, tuple[int, api.Track]] = {}
     for position, data in enumerate(tracks):
         wanted.setdefault(data.title[:255], (position, data))
 
@@ -243,13 +243,13 @@ def replace_tracks(account: Account, tracks: Sequence[api.Track]) -> bool:
                 "link": step.link[:500],
                 "completed": step.completed,
             }
-            row = existing_steps.get(number)
-            if row is None:
+            step_row = existing_steps.get(number)
+            if step_row is None:
                 new_steps.append(TrackStep(track=track, step=number, **values))
-            elif any(getattr(row, k) != v for k, v in values.items()):
+            elif any(getattr(step_row, k) != v for k, v in values.items()):
                 for k, v in values.items():
-                    setattr(row, k, v)
-                changed_steps.append(row)
+                    setattr(step_row, k, v)
+                changed_steps.append(step_row)
 
     if stale_step_ids:
         TrackStep.objects.filter(pk__in=stale_step_ids).delete()

@@ -15,6 +15,7 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -172,6 +173,19 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
     return body
 
 
+class _JSONOnly(BaseContentNegotiation):
+    """The receiver reads raw JSON and answers JSON whatever ``Accept`` says (Big Interview
+    sends ``*/*; q=0.5, application/xml``): skip DRF's per-request negotiation."""
+
+    def select_parser(self, request: Request, parsers: Any) -> None:
+        return None
+
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
+
+
 class WebhookView(APIView):
     """Receives Big Interview's notifications: check the key, store once, answer 200.
 
@@ -186,13 +200,15 @@ class WebhookView(APIView):
     Status codes: 200 stored or already stored; 400 malformed; 401 missing or wrong key;
     405 not POST; 413 too large; 415 not JSON; 503 no key configured or the database is
     unavailable (both make Big Interview retry later). Rejections are logged with their
-    reason, never with the key.
+    reason, never with the key. The event id is handed to ``tasks.enqueue_webhook_event``
+    (on commit, sent by a background publisher: see ``tasks.WebhookPublisher``).
     """
 
     authentication_classes = []
     permission_classes = [AllowAny]
     parser_classes = []
     renderer_classes = [JSONRenderer]
+    content_negotiation_class = _JSONOnly
     throttle_classes = []
     http_method_names = ["post"]
 
@@ -222,5 +238,5 @@ class WebhookView(APIView):
             webhook_logger.exception("Webhook delivery not stored: database unavailable")
             return _webhook_error(503, "temporarily unable to store the delivery")
         if stored.created:
-            tasks.enqueue_on_commit(tasks.process_webhook_event, stored.event_id)
+            tasks.enqueue_webhook_event(stored.event_id)
         return JsonResponse({"status": "stored" if stored.created else "duplicate"})

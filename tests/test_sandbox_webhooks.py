@@ -213,8 +213,9 @@ def test_a_failing_notification_does_not_hold_back_later_ones(
     sb: Sandbox, receiver: Receiver
 ) -> None:
     receiver.statuses = [500]
-    interview = sb.start_interview("abc123")
-    sb.complete_interview("abc123", interview["id"])
+    with sb.state.lock:  # both queued at once, long before the 0.2 s retry is due
+        interview = sb.start_interview("abc123")
+        sb.complete_interview("abc123", interview["id"])
 
     assert sb.wait_for_deliveries(2, succeeded=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
@@ -28,7 +29,7 @@ class AccountFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Account
 
-    user = factory.SubFactory(UserFactory)
+    user: Any = factory.SubFactory(UserFactory)
     partner_id = factory.Sequence(lambda n: f"partner-{n}")
     anonymous = False
     remote_created_at = factory.LazyFunction(timezone.now)
