@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "biginterview:"
 
+#: After a Redis failure, the rate limiter limits per process for this many seconds.
+REDIS_RETRY_AFTER = 30
+
 # Compare-and-delete: only the holder of the token releases the lock.
 _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -143,6 +146,7 @@ class RateLimiter:
         self.key = f"{KEY_PREFIX}ratelimit:{scope}"
         self._redis = redis
         self._script: Any = None
+        self._redis_down_until = 0.0
         self._local_lock = threading.Lock()
         self._local_next = 0.0
 
@@ -153,14 +157,20 @@ class RateLimiter:
         if self.rate <= 0:
             return
         if self._redis is not None:
-            try:
-                wait = self._reserve_redis()
-            except Exception as exc:  # any Redis failure: keep working
-                logger.warning(
-                    "Rate limiter store unreachable (%s); limiting this process only",
-                    type(exc).__name__,
-                )
+            if time.monotonic() < self._redis_down_until:
                 wait = self._reserve_local()
+            else:
+                try:
+                    wait = self._reserve_redis()
+                except Exception as exc:  # any Redis failure: keep working
+                    logger.warning(
+                        "Rate limiter store unreachable (%s); limiting this process only for %d s",
+                        type(exc).__name__,
+                        REDIS_RETRY_AFTER,
+                    )
+                    # Do not pay a connection timeout on every request meanwhile.
+                    self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
+                    wait = self._reserve_local()
         else:
             self._wait_cache_window()
             return
