@@ -55,7 +55,7 @@ class MissingRemotelyFilter(admin.SimpleListFilter):
     title = _("missing on Big Interview")
     parameter_name = "missing"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [("yes", _("Yes")), ("no", _("No"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Account]) -> QuerySet[Account]:
@@ -68,7 +68,7 @@ class SyncErrorFilter(admin.SimpleListFilter):
     title = _("last sync")
     parameter_name = "sync"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [("failed", _("Failed")), ("ok", _("Succeeded")), ("never", _("Never synced"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Account]) -> QuerySet[Account]:
@@ -85,7 +85,7 @@ class DeletedFilter(admin.SimpleListFilter):
     title = _("deleted on Big Interview")
     parameter_name = "deleted"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [("yes", _("Yes")), ("no", _("No"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Interview]) -> QuerySet[Interview]:

@@ -178,6 +178,7 @@ class RateLimiter:
             time.sleep(wait)
 
     def _reserve_redis(self) -> float:
+        assert self._redis is not None
         if self._script is None:
             # EVALSHA after the first call: the script is not re-sent with every request.
             self._script = self._redis.register_script(_RESERVE_SCRIPT)

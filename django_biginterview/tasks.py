@@ -6,6 +6,7 @@ Task names are stable (``biginterview.*``) so ``CELERY_BEAT_SCHEDULE`` entries k
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -38,8 +39,7 @@ def enqueue_on_commit(task: Task, *args: Any) -> None:
         try:
             task.apply_async(args=args, retry=False)
         except Exception:  # noqa: BLE001 - any broker/transport error; the sweeper recovers
-            logger.warning("Could not enqueue %s; the sweeper will retry", task.name,
-                           exc_info=True)
+            logger.warning("Could not enqueue %s; the sweeper will retry", task.name, exc_info=True)
 
     transaction.on_commit(send)
 
@@ -62,11 +62,11 @@ class SettingsTimeLimitTask(Task):
     """A task whose soft and hard time limits come from ``BIGINTERVIEW`` settings
     (``TASK_SOFT_TIME_LIMIT``, ``TASK_TIME_LIMIT``), read when the worker prepares it."""
 
-    @property  # type: ignore[override]
+    @property
     def soft_time_limit(self) -> float:
         return float(app_settings.TASK_SOFT_TIME_LIMIT)
 
-    @property  # type: ignore[override]
+    @property
     def time_limit(self) -> float:
         return float(app_settings.TASK_TIME_LIMIT)
 
@@ -337,9 +337,10 @@ class WebhookPublisher:
     Why: a Celery publish costs about a millisecond of CPU (kombu on Redis builds a client
     and does two round trips per message), more than storing the event. The receiver
     only appends the id here (microseconds) once the insert has committed; this
-    per-process thread sends whatever ids have piled up as one ``process_webhook_events``
-    message (at most ``batch_size``): one id when idle, so latency is unchanged, many
-    under load, so the web workers' CPU goes to receiving.
+    per-process thread waits up to ``linger`` seconds for more ids, then sends them as one
+    ``process_webhook_events`` message (at most ``batch_size``). Under load that makes one
+    publish per ``linger`` per process instead of one per delivery, so the web workers'
+    CPU goes to receiving; the answer to Big Interview never waits for any of it.
 
     Nothing is lost if this fails: the event row is committed as ``pending`` before its id
     gets here, and the sweeper re-enqueues pending events after ``WEBHOOK_STUCK_AFTER``
@@ -347,8 +348,9 @@ class WebhookPublisher:
     Safe across ``fork()``: a child starts with an empty buffer and its own thread.
     """
 
-    def __init__(self, batch_size: int = 20) -> None:
+    def __init__(self, batch_size: int = 50, linger: float = 0.05) -> None:
         self.batch_size = batch_size
+        self.linger = linger
         self._condition = threading.Condition()
         self._pending: list[int] = []
         self._busy = False
@@ -359,6 +361,8 @@ class WebhookPublisher:
         with self._condition:
             if self._pid != os.getpid():  # first use in this process (or after a fork)
                 self._pid, self._pending, self._busy, self._thread = os.getpid(), [], False, None
+                # A worker restarting (max_requests, deploy) sends what it holds first.
+                atexit.register(self.flush, 2.0)
             self._pending.append(event_id)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -379,6 +383,9 @@ class WebhookPublisher:
         while True:
             with self._condition:
                 self._condition.wait_for(lambda: bool(self._pending))
+                self._condition.wait_for(
+                    lambda: len(self._pending) >= self.batch_size, timeout=self.linger
+                )
                 batch = self._pending[: self.batch_size]
                 del self._pending[: self.batch_size]
                 self._busy = True

@@ -150,7 +150,7 @@ def _check_content_type(request: HttpRequest) -> None:
     """JSON only: ``application/json``, with or without ``charset`` (which must be UTF-8)."""
     if request.content_type != "application/json":
         raise WebhookValidationError("Content-Type must be application/json", status_code=415)
-    charset = (request.content_params.get("charset") or "utf-8").strip("\"' ").lower()
+    charset = ((request.content_params or {}).get("charset") or "utf-8").strip("\"' ").lower()
     if charset not in ("utf-8", "utf8"):
         raise WebhookValidationError("JSON must be encoded as UTF-8", status_code=415)
 
@@ -216,6 +216,10 @@ class WebhookView(APIView):
     def as_view(cls, **initkwargs: Any) -> Any:
         view = super().as_view(**initkwargs)
         return login_not_required(transaction.non_atomic_requests(view))
+
+    def perform_authentication(self, request: Request) -> None:
+        """No DRF authentication here (the webhook key is checked in ``post``): skip
+        resolving ``request.user`` on every delivery."""
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
         http_request: HttpRequest = request._request

@@ -31,7 +31,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DataError, IntegrityError, connections, router, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Field, Q, QuerySet
 from django.utils import timezone
 
 from . import client as api
@@ -211,12 +211,17 @@ class StoredDelivery:
     created: bool
 
 
+def _column(name: str) -> str:
+    field = WebhookEvent._meta.get_field(name)
+    assert isinstance(field, Field) and field.column
+    return field.column
+
+
 @functools.cache
 def _postgresql_insert_sql(alias: str) -> str:
     quote = connections[alias].ops.quote_name
-    meta = WebhookEvent._meta
     names = ", ".join(
-        quote(meta.get_field(name).column)
+        quote(_column(name))
         for name in (
             "remote_id", "event_name", "partner_id", "api_type", "api_id", "payload",
             "status", "reason", "attempts", "last_error", "next_attempt_at", "received_at",
@@ -224,10 +229,10 @@ def _postgresql_insert_sql(alias: str) -> str:
         )
     )  # fmt: skip
     return (
-        f"INSERT INTO {quote(meta.db_table)} ({names}) "  # noqa: S608 - model identifiers
+        f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({names}) "  # noqa: S608 - model identifiers
         "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, '', 0, '', NULL, %s, NULL) "
-        f"ON CONFLICT ({quote(meta.get_field('remote_id').column)}) DO NOTHING "
-        f"RETURNING {quote(meta.pk.column)}"
+        f"ON CONFLICT ({quote(_column('remote_id'))}) DO NOTHING "
+        f"RETURNING {quote(_column('id'))}"
     )
 
 

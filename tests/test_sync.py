@@ -299,7 +299,7 @@ def test_account_ids_come_in_chunks_without_loading_accounts() -> None:
     missing = AccountFactory(remote_missing_at="2026-01-01T00:00:00Z")
     chunks = list(sync.iter_account_id_chunks(2))
     assert chunks == [[a.pk for a in accounts[:2]], [a.pk for a in accounts[2:4]], [accounts[4].pk]]
-    assert missing.pk not in sum(chunks, [])
+    assert all(missing.pk not in chunk for chunk in chunks)
 
 
 # --- real concurrency (PostgreSQL: SQLite serialises whole transactions instead) --------

@@ -118,6 +118,28 @@ def test_the_lock_is_released_when_the_fan_out_fails(clean_redis, monkeypatch) -
 
 
 @pytest.mark.django_db
+def test_a_batch_passes_partner_ids_and_counts_deleted_accounts_as_skipped(
+    clean_redis, monkeypatch
+) -> None:
+    sent: list[tuple] = []
+    monkeypatch.setattr(
+        tasks.sync_account, "apply_async", lambda args, **kw: sent.append(tuple(args))
+    )
+    kept = AccountFactory(partner_id="kept-1")
+    gone = AccountFactory(partner_id="gone-1")
+    gone_pk = gone.pk
+    gone.delete()
+    run = sync.start_run()
+    sync.close_fan_out(run.pk, dispatched=2, skipped=0)
+
+    assert tasks.sync_account_batch(run.pk, [kept.pk, gone_pk]) == 1
+
+    assert sent == [(kept.pk, run.pk, "kept-1")]
+    run.refresh_from_db()
+    assert run.accounts_skipped == 1 and run.finished_at is None
+
+
+@pytest.mark.django_db
 def test_schedule_account_sync_keeps_one_pending_per_account(
     clean_redis, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:

@@ -19,6 +19,7 @@ from django_biginterview.testing.factories import AccountFactory
 from tests.conftest import PrivateRedis, wait_for
 from tests.test_webhook_support import (
     ClientPoster,
+    Enqueued,
     LiveServerPoster,
     body_of,
     delivery_headers,
@@ -74,10 +75,8 @@ def test_simultaneous_duplicates_get_200_one_row_one_processing(
     transactional_db: None, live_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Several senders POST the same notification at the same instant over real HTTP."""
-    enqueued: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(
-        tasks.process_webhook_event, "apply_async", lambda args=(), **kw: enqueued.append(args)
-    )
+    enqueued = Enqueued()
+    monkeypatch.setattr(tasks.process_webhook_events, "apply_async", enqueued.record)
     announced: list[int] = []
 
     def on_received(sender: Any, event: WebhookEvent, **kwargs: Any) -> None:
@@ -104,7 +103,7 @@ def test_simultaneous_duplicates_get_200_one_row_one_processing(
         webhook_received.disconnect(on_received)
     assert answers == [200] * senders
     event = WebhookEvent.objects.get()
-    assert enqueued == [(event.pk,)]
+    assert enqueued.ids() == [event.pk]
     assert announced == [event.pk]
 
 
@@ -139,6 +138,7 @@ class TestBrokerOutage:
         assert answer.status == 200
         event = WebhookEvent.objects.get()
         assert event.status == Status.PENDING
+        assert tasks.webhook_publisher.flush()
         assert "sweeper will retry" in caplog.text
 
         private_broker.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from tests.test_webhook_support import (
     EXAMPLE_HEADERS,
     EXAMPLE_KEY,
     ClientPoster,
+    Enqueued,
     LiveServerPoster,
     WebhookAuthContract,
     body_of,
@@ -36,19 +38,12 @@ from tests.test_webhook_support import (
 )
 
 
-class Enqueued(list):
-    """Records ``process_webhook_event.apply_async`` calls instead of reaching a broker."""
-
-
 @pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> Enqueued:
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> Iterator[Enqueued]:
     calls = Enqueued()
-
-    def record(args: Any = (), **kwargs: Any) -> None:
-        calls.append(tuple(args))
-
-    monkeypatch.setattr(tasks.process_webhook_event, "apply_async", record)
-    return calls
+    monkeypatch.setattr(tasks.process_webhook_events, "apply_async", calls.record)
+    yield calls
+    calls.ids()  # drain the publisher before the real broker is patched back in
 
 
 @pytest.fixture
@@ -106,7 +101,7 @@ def test_the_spec_example_delivery_is_accepted_stored_and_processed(
     assert event.api_type == "Interview"
     assert event.payload == json.loads(EXAMPLE_BODY)  # the full payload, nothing else
     assert event.status == WebhookEvent.Status.PENDING
-    assert enqueued == [(event.pk,)]
+    assert enqueued.ids() == [event.pk]
 
     tasks.process_webhook_event(event.pk)  # what the worker runs (real worker: integration)
     event.refresh_from_db()
@@ -191,7 +186,7 @@ def test_a_retried_notification_is_200_without_a_second_row_or_processing(
     event = WebhookEvent.objects.get()
     # The test's transaction never commits, so on-commit work did not run here; the
     # transactional test below checks the enqueue and the signal fire exactly once.
-    assert enqueued == [] and received == []
+    assert enqueued.ids() == [] and received == []
     assert event.remote_id == notifications[0]["webhook"]["id"]
 
 
@@ -213,7 +208,7 @@ def test_only_a_new_event_is_enqueued_and_announced_once_committed(
         webhook_received.disconnect(on_received)
     events = list(WebhookEvent.objects.order_by("pk"))
     assert len(events) == 2
-    assert enqueued == [(events[0].pk,), (events[1].pk,)]
+    assert enqueued.ids() == [events[0].pk, events[1].pk]
     assert [e.pk for e in received] == [events[0].pk, events[1].pk]
     assert received[0].payload == notifications[0]
 
@@ -259,7 +254,7 @@ def test_not_wrapped_in_atomic_requests(
     assert resolve(webhook_url()).func._non_atomic_requests == {"default"}
     assert post(ClientPoster(), body_of(notifications[0])).status == 200
     assert seen_in_atomic == [False]
-    assert len(enqueued) == 1
+    assert len(enqueued.ids()) == 1
 
 
 # --- Refusals: status code, named problem, nothing stored -------------------------------
@@ -324,7 +319,7 @@ def test_bad_body_is_400_naming_the_problem_and_stores_nothing(
     assert problem in error["message"]
     assert problem in caplog.text  # logged with its reason
     assert not WebhookEvent.objects.exists()
-    assert enqueued == []
+    assert enqueued.ids() == []
 
 
 @pytest.mark.parametrize(
@@ -419,8 +414,9 @@ def test_broker_error_on_enqueue_still_answers_200_with_the_row_stored(
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise BrokerDown("Error 111 connecting to 127.0.0.1:1. Connection refused.")
 
-    monkeypatch.setattr(tasks.process_webhook_event, "apply_async", refuse)
+    monkeypatch.setattr(tasks.process_webhook_events, "apply_async", refuse)
     assert post(ClientPoster(), body_of(notifications[0])).status == 200
+    assert tasks.webhook_publisher.flush()
     assert WebhookEvent.objects.get().status == WebhookEvent.Status.PENDING
     assert "sweeper will retry" in caplog.text
 
@@ -450,3 +446,60 @@ def test_a_value_the_database_refuses_is_400_not_500(
     else:  # other databases store it as text: kept, like any delivery
         assert answer.status == 200
         assert WebhookEvent.objects.count() == 1
+
+
+# --- The publisher: ids to the broker off the request path ------------------------------
+
+
+@pytest.fixture
+def publisher(monkeypatch: pytest.MonkeyPatch) -> tuple[tasks.WebhookPublisher, Enqueued]:
+    sent = Enqueued()
+    monkeypatch.setattr(tasks.process_webhook_events, "apply_async", sent.record)
+    return tasks.WebhookPublisher(batch_size=10, linger=0.05), sent
+
+
+def test_publisher_sends_every_id_once_in_order_batched(
+    publisher: tuple[tasks.WebhookPublisher, Enqueued],
+) -> None:
+    instance, sent = publisher
+    for event_id in range(100):
+        instance.submit(event_id)
+    assert instance.flush()
+    assert [pk for message in sent.messages for pk in message] == list(range(100))
+    assert all(len(message) <= 10 for message in sent.messages)
+    assert len(sent.messages) < 100  # several ids per message
+
+
+def test_publisher_in_a_forked_child_drops_the_parents_buffer(
+    publisher: tuple[tasks.WebhookPublisher, Enqueued],
+) -> None:
+    """After ``fork()`` the parent's ids are the parent's to send (or the sweeper's)."""
+    instance, sent = publisher
+    instance._pid, instance._pending = -1, [999]  # state inherited from a parent process
+    instance.submit(5)
+    assert instance.flush()
+    assert sent.messages == [[5]]
+
+
+def test_publisher_survives_a_broker_error(
+    publisher: tuple[tasks.WebhookPublisher, Enqueued],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: Any,
+) -> None:
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    instance, sent = publisher
+    outcomes: list[Any] = [BrokerDown("Connection refused")]
+
+    def flaky(args: Any = (), **kwargs: Any) -> None:
+        if outcomes:
+            raise outcomes.pop()
+        sent.record(args, **kwargs)
+
+    monkeypatch.setattr(tasks.process_webhook_events, "apply_async", flaky)
+    instance.submit(1)
+    assert instance.flush()
+    assert "Could not enqueue 1 webhook event(s); the sweeper will retry" in caplog.text
+    instance.submit(2)
+    assert instance.flush()
+    assert sent.messages == [[2]]

@@ -22,6 +22,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 
+from django_biginterview import tasks
 from django_biginterview.models import WebhookEvent
 from django_biginterview.sandbox import Sandbox
 
@@ -103,6 +104,23 @@ def sandbox_history(
         return sandbox.notifications
     finally:
         sandbox.stop()
+
+
+class Enqueued:
+    """Stands in for the broker: records the ``process_webhook_events`` messages the
+    receiver's publisher sends. Install with ``monkeypatch.setattr(tasks.
+    process_webhook_events, "apply_async", enqueued.record)``."""
+
+    def __init__(self) -> None:
+        self.messages: list[list[int]] = []
+
+    def record(self, args: Any = (), **kwargs: Any) -> None:
+        self.messages.append(list(args[0]))
+
+    def ids(self) -> list[int]:
+        """Every event id sent so far, once the publisher thread has caught up."""
+        assert tasks.webhook_publisher.flush(timeout=10)
+        return [event_id for message in self.messages for event_id in message]
 
 
 @dataclass

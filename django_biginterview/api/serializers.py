@@ -14,8 +14,8 @@ from ..models import Account, Interview, Track, TrackStep
 class TrackStepSerializer(serializers.ModelSerializer[TrackStep]):
     class Meta:
         model = TrackStep
-        fields = ("step", "title", "link", "completed")
-        read_only_fields = fields
+        fields: tuple[str, ...] = ("step", "title", "link", "completed")
+        read_only_fields: tuple[str, ...] = fields
 
 
 class TrackSerializer(serializers.ModelSerializer[Track]):
@@ -27,8 +27,15 @@ class TrackSerializer(serializers.ModelSerializer[Track]):
 
     class Meta:
         model = Track
-        fields = ("title", "progress", "percent", "position", "updated_at", "steps")
-        read_only_fields = fields
+        fields: tuple[str, ...] = (
+            "title",
+            "progress",
+            "percent",
+            "position",
+            "updated_at",
+            "steps",
+        )
+        read_only_fields: tuple[str, ...] = fields
 
 
 class StaffTrackSerializer(TrackSerializer):
@@ -36,7 +43,7 @@ class StaffTrackSerializer(TrackSerializer):
 
     class Meta(TrackSerializer.Meta):
         fields = ("partner_id", *TrackSerializer.Meta.fields)
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
 
 class InterviewSerializer(serializers.ModelSerializer[Interview]):
@@ -50,7 +57,7 @@ class InterviewSerializer(serializers.ModelSerializer[Interview]):
 
     class Meta:
         model = Interview
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "title",
             "interviewer_name",
@@ -60,7 +67,7 @@ class InterviewSerializer(serializers.ModelSerializer[Interview]):
             "updated_at",
             "links",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     @extend_schema_field(
         {
@@ -77,7 +84,7 @@ class StaffInterviewSerializer(InterviewSerializer):
 
     class Meta(InterviewSerializer.Meta):
         fields = ("partner_id", *InterviewSerializer.Meta.fields, "deleted_at")
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
 
 class AccountSummarySerializer(serializers.ModelSerializer[Account]):
@@ -89,7 +96,7 @@ class AccountSummarySerializer(serializers.ModelSerializer[Account]):
 
     class Meta:
         model = Account
-        fields = (
+        fields: tuple[str, ...] = (
             "partner_id",
             "anonymous",
             "last_synced_at",
@@ -97,7 +104,7 @@ class AccountSummarySerializer(serializers.ModelSerializer[Account]):
             "interview_count",
             "tracks",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_remote_missing(self, obj: Account) -> bool:
@@ -126,7 +133,7 @@ class StaffAccountSerializer(AccountSummarySerializer):
             "interview_count",
             "tracks",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_user(self, obj: Account) -> str | None:

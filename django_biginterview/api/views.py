@@ -58,7 +58,8 @@ class MeView(generics.RetrieveAPIView):
     permission_classes = [IsAuthenticated]
 
     def get_object(self) -> Account:
-        account = accounts_with_progress().filter(user=self.request.user).first()
+        user_pk: Any = self.request.user.pk  # IsAuthenticated: never None here
+        account = accounts_with_progress().filter(user_id=user_pk).first()
         if account is None:
             raise Http404
         return account
@@ -72,9 +73,10 @@ class MeInterviewsView(generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[Interview]:
-        return Interview.objects.filter(
-            account__user=self.request.user, deleted_at__isnull=True
-        ).order_by("-remote_updated_at", "-pk")
+        user_pk: Any = self.request.user.pk  # IsAuthenticated: never None here
+        return Interview.objects.filter(account__user_id=user_pk, deleted_at__isnull=True).order_by(
+            "-remote_updated_at", "-pk"
+        )
 
 
 class PartnerIdFilterMixin:
