@@ -212,6 +212,7 @@ def run_baseline(sample: int) -> dict[str, float]:
         return execute(sql, params, many, context)
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     with connection.execute_wrapper(count):
         for account in accounts:
             tracks = client.list_tracks(account.partner_id)
@@ -251,8 +252,10 @@ def run_baseline(sample: int) -> dict[str, float]:
                     )
                 Account.objects.filter(pk=account.pk).update(last_synced_at=timezone.now())
     elapsed = time.perf_counter() - started
+    cpu_ms = 1000 * (time.process_time() - cpu_started) / len(accounts)
     return {
         "label": "baseline",
+        "cpu": {"this process": cpu_ms},
         "seconds": elapsed,
         "rate": len(accounts) / elapsed,
         "queries": queries / len(accounts),
@@ -322,6 +325,7 @@ def main() -> None:
         f"{projected:10.1f} s  (measured on {sample} accounts in {baseline['seconds']:.1f} s, "
         f"extrapolated to {args.accounts})"
     )
+    print(f"  baseline: CPU per account: this process {baseline['cpu']['this process']:.1f} ms")
     print()
     print(
         f"Speed-up, first sync: {results[0]['rate'] / baseline['rate']:.1f}x the baseline "

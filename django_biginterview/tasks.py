@@ -38,7 +38,7 @@ def enqueue_on_commit(task: Task, *args: Any) -> None:
     def send() -> None:
         try:
             task.apply_async(args=args, retry=False)
-        except Exception:  # noqa: BLE001 - any broker/transport error; the sweeper recovers
+        except Exception:  # any broker/transport error; the sweeper recovers
             logger.warning("Could not enqueue %s; the sweeper will retry", task.name, exc_info=True)
 
     transaction.on_commit(send)
@@ -369,7 +369,10 @@ class WebhookPublisher:
                     target=self._run, name="biginterview-webhook-publisher", daemon=True
                 )
                 self._thread.start()
-            self._condition.notify_all()
+            # Wake the thread only when it has something new to decide (first id, or a
+            # full batch), not on every delivery: each wake-up costs the request a switch.
+            if len(self._pending) in (1, self.batch_size):
+                self._condition.notify_all()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted id has been handed to the broker (or dropped after a
