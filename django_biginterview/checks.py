@@ -65,8 +65,8 @@ def _message(deploy: bool, warning_id: str, error_id: str, msg: str, hint: str) 
 def _webhook_routed() -> bool:
     try:
         reverse("biginterview:webhook")
-    except (NoReverseMatch, ImportError, ImproperlyConfigured):
-        # A broken URLconf is reported by Django's own URL checks.
+    except (NoReverseMatch, ImportError, ImproperlyConfigured, AttributeError):
+        # A broken or missing URLconf (no ROOT_URLCONF) is reported by Django's own checks.
         return False
     return True
 

@@ -182,6 +182,12 @@ def test_empty_webhook_keys_are_fine_when_the_webhook_is_not_routed(
     assert check_webhook_keys(deploy=True) == []
 
 
+def test_a_project_without_root_urlconf_gets_no_crash(configure: Any, settings: Any) -> None:
+    configure(WEBHOOK_KEYS=[])
+    del settings.ROOT_URLCONF
+    assert check_webhook_keys() == []
+
+
 @pytest.mark.parametrize("value", ["one-key", ["", "key"], [None], [123], [" padded "], {"k": 1}])
 def test_malformed_webhook_keys_are_an_error(configure: Any, value: Any) -> None:
     configure(WEBHOOK_KEYS=value)
