@@ -201,9 +201,9 @@ class WebhookEvent(models.Model):
         FAILED = "failed", _("failed")
         IGNORED = "ignored", _("ignored")
 
-    remote_id = models.CharField(_("notification id"), max_length=255, unique=True)
+    remote_id = models.CharField(_("notification id"), max_length=255)
     event_name = models.CharField(_("event"), max_length=100)
-    partner_id = models.CharField(_("partner id"), max_length=64, db_index=True)
+    partner_id = models.CharField(_("partner id"), max_length=64)
     api_type = models.CharField(_("API type"), max_length=100, blank=True)
     api_id = models.CharField(_("API id"), max_length=100, blank=True)
     payload = models.JSONField(_("payload"))
@@ -223,8 +223,15 @@ class WebhookEvent(models.Model):
         verbose_name = _("webhook event")
         verbose_name_plural = _("webhook events")
         ordering = ["-received_at", "-pk"]
+        # Declared here rather than with unique=True/db_index=True: on PostgreSQL those
+        # also add a text-pattern ("_like") index per column, which every insert pays for
+        # and no lookup here uses.
+        constraints = [
+            models.UniqueConstraint(fields=["remote_id"], name="biginterview_wh_unique_remote_id"),
+        ]
         indexes = [
             models.Index(fields=["status", "received_at"], name="biginterview_wh_status_idx"),
+            models.Index(fields=["partner_id"], name="biginterview_wh_partner_idx"),
         ]
 
     def __str__(self) -> str:

@@ -21,7 +21,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from . import sso, tasks, webhooks
+from . import publisher, sso, webhooks
 from .adapter import MissingProfileData
 from .client import BigInterviewClient, SSOToken, get_client
 from .conf import app_settings
@@ -200,8 +200,8 @@ class WebhookView(APIView):
     Status codes: 200 stored or already stored; 400 malformed; 401 missing or wrong key;
     405 not POST; 413 too large; 415 not JSON; 503 no key configured or the database is
     unavailable (both make Big Interview retry later). Rejections are logged with their
-    reason, never with the key. The event id is handed to ``tasks.enqueue_webhook_event``
-    (on commit, sent by a background publisher: see ``tasks.WebhookPublisher``).
+    reason, never with the key. The event id is handed to ``publisher.enqueue_webhook_event``
+    (on commit, sent by a background publisher: see ``publisher.WebhookPublisher``).
     """
 
     authentication_classes = []
@@ -242,5 +242,5 @@ class WebhookView(APIView):
             webhook_logger.exception("Webhook delivery not stored: database unavailable")
             return _webhook_error(503, "temporarily unable to store the delivery")
         if stored.created:
-            tasks.enqueue_webhook_event(stored.event_id)
+            publisher.enqueue_webhook_event(stored.event_id)
         return JsonResponse({"status": "stored" if stored.created else "duplicate"})

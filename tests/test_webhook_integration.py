@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from django_biginterview import publisher as publisher_module
 from django_biginterview import tasks
 from django_biginterview.models import Interview, Track, WebhookEvent
 from django_biginterview.signals import webhook_received
@@ -138,7 +139,7 @@ class TestBrokerOutage:
         assert answer.status == 200
         event = WebhookEvent.objects.get()
         assert event.status == Status.PENDING
-        assert tasks.webhook_publisher.flush()
+        assert publisher_module.webhook_publisher.flush()
         assert "sweeper will retry" in caplog.text
 
         private_broker.start()

@@ -18,6 +18,7 @@ from django.db import OperationalError, connection
 from django.test import Client, RequestFactory
 from django.urls import resolve
 
+from django_biginterview import publisher as publisher_module
 from django_biginterview import tasks, webhooks
 from django_biginterview.models import Interview, WebhookEvent
 from django_biginterview.signals import webhook_received
@@ -416,7 +417,7 @@ def test_broker_error_on_enqueue_still_answers_200_with_the_row_stored(
 
     monkeypatch.setattr(tasks.process_webhook_events, "apply_async", refuse)
     assert post(ClientPoster(), body_of(notifications[0])).status == 200
-    assert tasks.webhook_publisher.flush()
+    assert publisher_module.webhook_publisher.flush()
     assert WebhookEvent.objects.get().status == WebhookEvent.Status.PENDING
     assert "sweeper will retry" in caplog.text
 
@@ -452,14 +453,16 @@ def test_a_value_the_database_refuses_is_400_not_500(
 
 
 @pytest.fixture
-def publisher(monkeypatch: pytest.MonkeyPatch) -> tuple[tasks.WebhookPublisher, Enqueued]:
+def publisher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[publisher_module.WebhookPublisher, Enqueued]:
     sent = Enqueued()
     monkeypatch.setattr(tasks.process_webhook_events, "apply_async", sent.record)
-    return tasks.WebhookPublisher(batch_size=10, linger=0.05), sent
+    return publisher_module.WebhookPublisher(batch_size=10, linger=0.05), sent
 
 
 def test_publisher_sends_every_id_once_in_order_batched(
-    publisher: tuple[tasks.WebhookPublisher, Enqueued],
+    publisher: tuple[publisher_module.WebhookPublisher, Enqueued],
 ) -> None:
     instance, sent = publisher
     for event_id in range(100):
@@ -471,7 +474,7 @@ def test_publisher_sends_every_id_once_in_order_batched(
 
 
 def test_publisher_in_a_forked_child_drops_the_parents_buffer(
-    publisher: tuple[tasks.WebhookPublisher, Enqueued],
+    publisher: tuple[publisher_module.WebhookPublisher, Enqueued],
 ) -> None:
     """After ``fork()`` the parent's ids are the parent's to send (or the sweeper's)."""
     instance, sent = publisher
@@ -482,7 +485,7 @@ def test_publisher_in_a_forked_child_drops_the_parents_buffer(
 
 
 def test_publisher_survives_a_broker_error(
-    publisher: tuple[tasks.WebhookPublisher, Enqueued],
+    publisher: tuple[publisher_module.WebhookPublisher, Enqueued],
     monkeypatch: pytest.MonkeyPatch,
     caplog: Any,
 ) -> None:

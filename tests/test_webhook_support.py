@@ -22,7 +22,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 
-from django_biginterview import tasks
+from django_biginterview import publisher as publisher_module
 from django_biginterview.models import WebhookEvent
 from django_biginterview.sandbox import Sandbox
 
@@ -119,7 +119,7 @@ class Enqueued:
 
     def ids(self) -> list[int]:
         """Every event id sent so far, once the publisher thread has caught up."""
-        assert tasks.webhook_publisher.flush(timeout=10)
+        assert publisher_module.webhook_publisher.flush(timeout=10)
         return [event_id for message in self.messages for event_id in message]
 
 
