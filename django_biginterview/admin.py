@@ -23,14 +23,26 @@ from . import tasks, webhooks
 from .models import Account, Interview, SyncRun, Track, TrackStep, WebhookEvent
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Every field read-only: the admin shows Big Interview, it does not edit it."""
+class ReadOnlyMixin:
+    """No adding, changing or deleting: the admin shows Big Interview, it does not edit
+    it (a deleted interview row would let a late webhook bring the interview back)."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    def has_model_change_permission(self, request: HttpRequest) -> bool:
+        """The model's change permission, which the actions that write (sync, replay)
+        require although no form may change a row."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
 
 # --- Accounts, tracks, interviews, sync runs (sync) -----------------------------------
@@ -94,21 +106,14 @@ class DeletedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class TrackInline(admin.TabularInline):
+class TrackInline(ReadOnlyMixin, admin.TabularInline):
     """The account's tracks, each with a read-only summary of its steps."""
 
     model = Track
     fields = ("title", "progress_bar", "steps_summary", "updated_at")
     readonly_fields = fields
     extra = 0
-    can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Track]:
         return super().get_queryset(request).prefetch_related("steps")
@@ -141,7 +146,7 @@ class RecentInterviewsFormSet(BaseInlineFormSet):
 RECENT_INTERVIEWS = 10
 
 
-class RecentInterviewInline(admin.TabularInline):
+class RecentInterviewInline(ReadOnlyMixin, admin.TabularInline):
     model = Interview
     formset = RecentInterviewsFormSet
     verbose_name_plural = _("recent interviews")
@@ -149,14 +154,7 @@ class RecentInterviewInline(admin.TabularInline):
     readonly_fields = fields
     ordering = ("-remote_updated_at", "-pk")
     extra = 0
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Account)
@@ -224,8 +222,7 @@ class AccountAdmin(ReadOnlyAdmin):
 
     def has_sync_permission(self, request: HttpRequest) -> bool:
         """Syncing spends API calls: it takes the account's change permission."""
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        return self.has_model_change_permission(request)
 
     @admin.action(description=_("Sync now from Big Interview"), permissions=["sync"])
     def sync_now(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
@@ -244,18 +241,11 @@ class AccountAdmin(ReadOnlyAdmin):
         )
 
 
-class TrackStepInline(admin.TabularInline):
+class TrackStepInline(ReadOnlyMixin, admin.TabularInline):
     model = TrackStep
     fields = ("step", "title", "link", "completed")
     readonly_fields = fields
     extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Track)
@@ -415,13 +405,9 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     readonly_fields = ("payload_pretty",)
     actions = ["process_again"]
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def has_process_permission(self, request: HttpRequest) -> bool:
         """Replaying changes mirrored data: it takes the model's change permission."""
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        return self.has_model_change_permission(request)
 
     @admin.display(description=_("payload"))
     def payload_pretty(self, obj: WebhookEvent) -> SafeString:

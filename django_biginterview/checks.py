@@ -36,22 +36,37 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
-from .conf import _TIMEDELTA_KEYS, DEFAULTS, SETTINGS_NAME, app_settings
+from .conf import _TIMEDELTA_KEYS, DEFAULTS, MIN_WEBHOOK_RETENTION, SETTINGS_NAME, app_settings
 from .exceptions import InvalidSetting
 
 Messages = list[CheckMessage]
-
-MIN_WEBHOOK_RETENTION = timedelta(hours=2)
 
 #: Errors that exist only under ``--deploy`` (escalated missing-key warnings).
 DEPLOY_ERROR_IDS = frozenset(
     {"biginterview.E001", "biginterview.E003", "biginterview.E005", "biginterview.E007"}
 )
 
-#: Keys that must be positive numbers (seconds, or a count for the ``_ATTEMPTS`` ones).
-POSITIVE_NUMBER_KEYS = ("CONNECT_TIMEOUT", "READ_TIMEOUT")
-#: Keys that must be numbers that are zero or more.
-NON_NEGATIVE_NUMBER_KEYS = ("MAX_RETRIES", "RETRY_BACKOFF", "RETRY_BACKOFF_MAX")
+#: Keys that must be positive numbers (seconds, bytes or counts). Each is cast with
+#: ``int()``/``float()`` where it is used: a bad value must show up here, not as a 500.
+POSITIVE_NUMBER_KEYS = (
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "WEBHOOK_MAX_BODY_SIZE",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "SYNC_CHUNK_SIZE",
+    "TASK_SOFT_TIME_LIMIT",
+    "TASK_TIME_LIMIT",
+)
+#: Keys that must be numbers that are zero or more (``RATE_LIMIT`` 0: no limit).
+NON_NEGATIVE_NUMBER_KEYS = (
+    "MAX_RETRIES",
+    "RETRY_BACKOFF",
+    "RETRY_BACKOFF_MAX",
+    "SYNC_MAX_RETRIES",
+    "SYNC_RETRY_BACKOFF",
+    "SYNC_RETRY_BACKOFF_MAX",
+    "RATE_LIMIT",
+)
 
 LOCAL_HOST_NAMES = frozenset({"localhost", "sandbox", "host.docker.internal"})
 

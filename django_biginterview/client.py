@@ -39,6 +39,7 @@ from .exceptions import (
     APIError,
     AuthenticationError,
     NotFound,
+    PermissionDenied,
     RateLimited,
     ServerError,
     TransportError,
@@ -339,8 +340,10 @@ def error_from_response(
         description = f"{description}: invalid {fields[:200]}"
     if 300 <= status < 400:
         return UnexpectedResponse(f"Big Interview redirected {label}", **kwargs)
-    if status in (401, 403):
+    if status == 401:
         return AuthenticationError(description, **kwargs)
+    if status == 403:
+        return PermissionDenied(description, **kwargs)
     if status == 404:
         return NotFound(description, **kwargs)
     if status == 422:
@@ -651,11 +654,13 @@ def _cached_client(options: tuple[tuple[str, Any], ...]) -> BigInterviewClient:
     return BigInterviewClient(**dict(options))
 
 
-def get_client() -> BigInterviewClient:
+def get_client(**overrides: Any) -> BigInterviewClient:
     """The process-wide client for the current settings (pooled connections are reused).
 
-    Keyed on the settings values, so ``override_settings`` yields a matching client and a
-    changed key never reuses the old one. Raises ``MissingSetting`` if BASE_URL or
-    API_KEY is not configured.
+    Keyed on the settings values (and ``overrides`` of constructor options), so
+    ``override_settings`` yields a matching client and a changed key never reuses the old
+    one. Raises ``MissingSetting`` if BASE_URL or API_KEY is not configured.
     """
-    return _cached_client(_options_from_settings())
+    options = dict(_options_from_settings())
+    options.update(overrides)
+    return _cached_client(tuple(sorted(options.items())))

@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "TASK_TIME_LIMIT": 180,
 }
 
+#: Big Interview re-sends a notification for an hour: a shorter retention would let a late
+#: retry of a purged event be processed twice.
+MIN_WEBHOOK_RETENTION = timedelta(hours=2)
+
 _TIMEDELTA_KEYS = {
     "TOKEN_REFRESH_MARGIN",
     "WEBHOOK_STUCK_AFTER",

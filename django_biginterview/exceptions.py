@@ -72,7 +72,12 @@ class TransportError(APIError):
 
 
 class AuthenticationError(APIError):
-    """401 or 403: the API key is missing, wrong or revoked."""
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDenied(APIError):
+    """403: the key is accepted but this request is not allowed, e.g. anonymous users
+    when Big Interview has not enabled them for the organisation."""
 
 
 class NotFound(APIError):

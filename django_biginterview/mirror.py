@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Literal
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import client as api
@@ -64,13 +65,21 @@ def _interview_values(data: api.Interview) -> dict[str, object]:
     }
 
 
-def _is_stale(existing: Interview, incoming: api.Interview) -> bool:
-    """Whether ``incoming`` must not overwrite ``existing`` (it is older, or the same)."""
+def _is_stale(existing: Interview, incoming: api.Interview, source: Source) -> bool:
+    """Whether ``incoming`` must not overwrite ``existing``.
+
+    Older data never wins. Data with the *same* ``updated_at`` wins only from a sync: the
+    API's timestamps may have one-second precision, so two webhooks in the same second
+    (created, then completed) cannot be ordered, but a listing fetched afterwards is the
+    service's current state, and every interview event schedules such a sync.
+    """
     if existing.remote_updated_at is None:
         # A tombstone written by a delete that arrived before any data: fill it in.
         return False
     if incoming.updated_at is None:
         return True
+    if source == "sync":
+        return incoming.updated_at < existing.remote_updated_at
     return incoming.updated_at <= existing.remote_updated_at
 
 
@@ -94,6 +103,40 @@ def upsert_interviews(
     """
     if not interviews:
         return []
+    latest = _latest_by_id(interviews)
+    existing = {
+        row.remote_id: row
+        for row in Interview.objects.filter(account=account, remote_id__in=list(latest))
+    }
+    return _write_interviews(account, latest, existing, source)
+
+
+def sync_interviews(
+    account: Account, interviews: Sequence[api.Interview], *, snapshot_started_at: datetime
+) -> tuple[list[InterviewChange], list[InterviewChange]]:
+    """Apply a full listing: :func:`upsert_interviews` then
+    :func:`mark_unlisted_interviews_deleted`, with the same rules, reading the account's
+    rows once. Returns ``(upserted, deleted)``."""
+    latest = _latest_by_id(interviews)
+    rows = {
+        row.remote_id: row
+        for row in Interview.objects.filter(
+            Q(remote_id__in=list(latest)) | Q(deleted_at__isnull=True), account=account
+        )
+    }
+    changes = _write_interviews(account, latest, rows, "sync") if latest else []
+    unlisted = [
+        row
+        for remote_id, row in rows.items()
+        if remote_id not in latest
+        and row.deleted_at is None
+        and row.updated_at < snapshot_started_at
+    ]
+    return changes, _mark_deleted(unlisted)
+
+
+def _latest_by_id(interviews: Iterable[api.Interview]) -> dict[int, api.Interview]:
+    """The newest version of each interview (a listing or a batch may repeat one)."""
     latest: dict[int, api.Interview] = {}
     for data in interviews:
         known = latest.get(data.id)
@@ -102,10 +145,15 @@ def upsert_interviews(
             and (known.updated_at is None or data.updated_at > known.updated_at)
         ):
             latest[data.id] = data
-    existing = {
-        row.remote_id: row
-        for row in Interview.objects.filter(account=account, remote_id__in=list(latest))
-    }
+    return latest
+
+
+def _write_interviews(
+    account: Account,
+    latest: dict[int, api.Interview],
+    existing: dict[int, Interview],
+    source: Source,
+) -> list[InterviewChange]:
     now = timezone.now()
     to_create: list[Interview] = []
     to_update: list[Interview] = []
@@ -118,7 +166,7 @@ def upsert_interviews(
                 )
             )
             continue
-        if _is_stale(row, data):
+        if _is_stale(row, data, source):
             continue
         values = _interview_values(data)
         if all(getattr(row, name) == value for name, value in values.items()):
@@ -174,6 +222,10 @@ def mark_unlisted_interviews_deleted(
             account=account, deleted_at__isnull=True, updated_at__lt=snapshot_started_at
         ).exclude(remote_id__in=list(listed_ids))
     )
+    return _mark_deleted(rows)
+
+
+def _mark_deleted(rows: list[Interview]) -> list[InterviewChange]:
     if not rows:
         return []
     now = timezone.now()

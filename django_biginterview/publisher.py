@@ -33,7 +33,8 @@ class WebhookPublisher:
     Nothing is lost if this fails: the event row is committed as ``pending`` before its id
     gets here, and the sweeper re-enqueues pending events after ``WEBHOOK_STUCK_AFTER``
     (broker down, process killed with ids in memory, a server that never runs threads).
-    Safe across ``fork()``: a child starts with an empty buffer and its own thread.
+    Safe across ``fork()`` (gunicorn's pre-fork workers): a child starts with a new lock,
+    an empty buffer and, on first use, its own thread.
     """
 
     def __init__(self, batch_size: int = 50, linger: float = 0.05) -> None:
@@ -44,6 +45,13 @@ class WebhookPublisher:
         self._busy = False
         self._pid: int | None = None
         self._thread: threading.Thread | None = None
+        # The parent's lock may be held by its publisher thread at the instant of fork();
+        # a child inheriting it would block on its first submit.
+        os.register_at_fork(after_in_child=self._forget_parent_state)
+
+    def _forget_parent_state(self) -> None:
+        self._condition = threading.Condition()
+        self._pending, self._busy, self._thread, self._pid = [], False, None, None
 
     def submit(self, event_id: int) -> None:
         with self._condition:

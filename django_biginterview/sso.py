@@ -24,9 +24,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .adapter import MissingProfileData, Profile, get_adapter
-from .client import BigInterviewClient, SSOToken, UserResult
+from .client import BigInterviewClient, SSOToken, UserResult, get_client
 from .conf import app_settings
-from .exceptions import APIError, AuthenticationError
+from .exceptions import APIError, AuthenticationError, PermissionDenied
 from .models import Account
 from .signals import account_created, token_refreshed
 
@@ -35,6 +35,11 @@ logger = logging.getLogger(__name__)
 #: Big Interview may delete an anonymous account any time after 24 hours.
 ANONYMOUS_ACCOUNT_LIFETIME = timedelta(hours=24)
 
+#: At most this many retries and this long a backoff on the SSO path: the user is
+#: waiting, and proxies in front of the site give up on a request after about 30 s.
+SSO_MAX_RETRIES = 1
+SSO_BACKOFF_MAX = 2.0
+
 #: Longest ``redirect_to`` forwarded; anything longer is dropped.
 MAX_REDIRECT_TO_LENGTH = 2000
 
@@ -42,6 +47,17 @@ MAX_REDIRECT_TO_LENGTH = 2000
 # look-alike Unicode slashes. Decoded forms may hold spaces, but never control characters.
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def sso_client() -> BigInterviewClient:
+    """The client for a user's click: the configured one, with fewer retries and a short
+    backoff cap, so an outage ends in the "unavailable" page within one read timeout or
+    two, never in the proxy's gateway timeout. (A ``Retry-After`` above the cap raises
+    ``RateLimited`` at once instead of sleeping.)"""
+    return get_client(
+        max_retries=min(int(app_settings.MAX_RETRIES), SSO_MAX_RETRIES),
+        backoff_max=min(float(app_settings.RETRY_BACKOFF_MAX), SSO_BACKOFF_MAX),
+    )
 
 
 # --- redirect_to / return_url ----------------------------------------------------------
@@ -267,6 +283,10 @@ def _log_refresh_failure(exc: APIError, partner_id: str, *, used_cached: bool) -
             exc.status,
             partner_id,
             suffix,
+        )
+    elif isinstance(exc, PermissionDenied):
+        logger.error(
+            "Big Interview refused the SSO token request of %s (HTTP 403)%s.", partner_id, suffix
         )
     else:
         logger.warning("Could not refresh the SSO token of %s: %s%s", partner_id, exc, suffix)

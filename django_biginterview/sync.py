@@ -93,9 +93,8 @@ def sync_account(account: Account, client: BigInterviewClient) -> SyncResult:
         except Account.DoesNotExist:
             return SyncResult(account.pk, account.partner_id, "skipped", error="Account deleted.")
         tracks_changed = mirror.replace_tracks(locked, tracks)
-        changes = mirror.upsert_interviews(locked, interviews, source="sync")
-        deleted = mirror.mark_unlisted_interviews_deleted(
-            locked, [item.id for item in interviews], snapshot_started_at=snapshot_started_at
+        changes, deleted = mirror.sync_interviews(
+            locked, interviews, snapshot_started_at=snapshot_started_at
         )
         now = timezone.now()
         Account.objects.filter(pk=locked.pk).update(
@@ -206,21 +205,45 @@ def record_run_result(run_id: int, result: SyncResult) -> None:
         add_run_failure(run_id, result.partner_id, result.error)
 
 
+def record_run_results(run_id: int, results: list[SyncResult]) -> None:
+    """Count several accounts' outcomes in the run at once: one ``UPDATE`` for the
+    synced and skipped, one locked read-modify-write for the failures (if any)."""
+    synced = sum(1 for result in results if result.outcome == "synced")
+    skipped = sum(1 for result in results if result.outcome == "skipped")
+    if synced or skipped:
+        SyncRun.objects.filter(pk=run_id).update(
+            accounts_synced=F("accounts_synced") + synced,
+            accounts_skipped=F("accounts_skipped") + skipped,
+        )
+    failed = [(r.partner_id, r.error) for r in results if r.outcome == "failed"]
+    if failed:
+        add_run_failures(run_id, failed)
+
+
 def record_run_skipped(run_id: int, count: int) -> None:
     SyncRun.objects.filter(pk=run_id).update(accounts_skipped=F("accounts_skipped") + count)
 
 
 def add_run_failure(run_id: int, partner_id: str | None, reason: str, *, count: int = 1) -> None:
     """Count ``count`` failures and keep the reason (the list is capped, the count not)."""
+    add_run_failures(run_id, [(partner_id, reason)], count=count)
+
+
+def add_run_failures(
+    run_id: int, reasons: list[tuple[str | None, str]], *, count: int | None = None
+) -> None:
+    """Count ``count`` failures (default: one per reason) and keep the ``(partner_id,
+    reason)`` pairs, up to ``MAX_RECORDED_FAILURES`` in all."""
     with transaction.atomic():
         run = SyncRun.objects.select_for_update().only("pk", "failures").filter(pk=run_id).first()
         if run is None:
             return
         failures = list(run.failures or [])
-        if len(failures) < MAX_RECORDED_FAILURES:
-            failures.append({"partner_id": partner_id, "error": reason})
+        room = max(0, MAX_RECORDED_FAILURES - len(failures))
+        failures += [{"partner_id": p, "error": reason} for p, reason in reasons[:room]]
         SyncRun.objects.filter(pk=run_id).update(
-            accounts_failed=F("accounts_failed") + count, failures=failures
+            accounts_failed=F("accounts_failed") + (len(reasons) if count is None else count),
+            failures=failures,
         )
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
@@ -141,28 +143,99 @@ def sync_account(
     return result.as_dict()
 
 
+#: How many of a run's accounts one ``sync_accounts`` task syncs, one after another.
+#: Grouping spreads Celery's per-message work and the run's bookkeeping (two queries)
+#: over several accounts; the worker pool still syncs many groups at once.
+ACCOUNTS_PER_TASK = 10
+
+
 @shared_task(base=SettingsTimeLimitTask, name="biginterview.sync_account_batch")
 def sync_account_batch(run_id: int, account_ids: list[int]) -> int:
-    """Fan one chunk of a run out into per-account tasks (keeps ``sync_all_accounts``
-    short however many accounts there are). Accounts deleted meanwhile count as skipped."""
+    """Fan one chunk of a run out into ``sync_accounts`` tasks of ``ACCOUNTS_PER_TASK``
+    accounts (keeps ``sync_all_accounts`` short however many accounts there are).
+    Accounts deleted meanwhile count as skipped. Returns how many accounts were sent."""
     partner_ids = sync.partner_ids_of(account_ids)
     gone = len(account_ids) - len(partner_ids)
     if gone:
         sync.record_run_skipped(run_id, gone)
         _finish_run(run_id)
-    account_ids = [pk for pk in account_ids if pk in partner_ids]
-    for index, account_id in enumerate(account_ids):
+    members = [[pk, partner_ids[pk]] for pk in account_ids if pk in partner_ids]
+    for start in range(0, len(members), ACCOUNTS_PER_TASK):
         try:
-            sync_account.apply_async(args=(account_id, run_id, partner_ids[account_id]))
+            sync_accounts.apply_async(args=(run_id, members[start : start + ACCOUNTS_PER_TASK]))
         except Exception as exc:  # broker trouble: count the rest as failed
-            left = len(account_ids) - index
+            left = len(members) - start
             logger.warning("Could not enqueue %d account syncs of run %s", left, run_id)
             sync.add_run_failure(
                 run_id, None, f"{left} not enqueued: {type(exc).__name__}", count=left
             )
             _finish_run(run_id)
-            return index
-    return len(account_ids)
+            return start
+    return len(members)
+
+
+def _sync_member(
+    run_id: int, account_id: int, partner_id: str, client: BigInterviewClient
+) -> sync.SyncResult | None:
+    """Sync one account of a group; ``None`` when it was handed to its own retrying
+    ``sync_account`` task (a transient error), which then counts it in the run."""
+    account = sync.account_handle(account_id, partner_id)
+    try:
+        return sync.sync_account(account, client)
+    except APIError as exc:  # transient: permanent errors come back as a failed result
+        if int(app_settings.SYNC_MAX_RETRIES) > 0:
+            delay = sync_retry_delay(0, getattr(exc, "retry_after", None))
+            try:
+                # This attempt was the first: the retrying task has one retry fewer.
+                sync_account.apply_async(
+                    args=(account_id, run_id, partner_id), countdown=delay, retries=1
+                )
+            except Exception:  # broker trouble: record the sync failure instead
+                logger.warning("Could not enqueue a retry of %s", partner_id, exc_info=True)
+            else:
+                logger.info("Sync of %s: %s; retry 1 in %.1f s", partner_id, exc, delay)
+                return None
+        return sync.record_sync_failure(account, exc)
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:  # one failing account never stops the rest
+        logger.exception("Unexpected error while syncing %s", partner_id)
+        return sync.record_sync_failure(account, exc)
+
+
+@shared_task(base=SettingsTimeLimitTask, name="biginterview.sync_accounts")
+def sync_accounts(run_id: int, accounts: list[list[Any]]) -> int:
+    """Sync a group of a run's accounts (``[[pk, partner_id], ...]``), each in its own
+    transaction, then count them all in the run at once. Returns how many were synced.
+
+    A group still running after half its soft time limit (a low ``RATE_LIMIT`` shared by
+    many workers) hands its remaining accounts to a new task. If the task is stopped
+    (time limit, database gone), the accounts it did not finish count as failed so the
+    run still finishes.
+    """
+    client = sync_client()
+    deadline = time.monotonic() + float(app_settings.TASK_SOFT_TIME_LIMIT) / 2
+    pending = [(int(pk), str(partner_id)) for pk, partner_id in accounts]
+    results: list[sync.SyncResult] = []
+    try:
+        while pending:
+            if results and time.monotonic() > deadline:
+                sync_accounts.apply_async(args=(run_id, [list(item) for item in pending]))
+                pending = []
+                break
+            result = _sync_member(run_id, *pending[0], client)
+            pending.pop(0)
+            if result is not None:
+                results.append(result)
+    except BaseException as exc:
+        reason = f"Not synced: {type(exc).__name__}"
+        results += [sync.SyncResult(pk, pid, "failed", error=reason) for pk, pid in pending]
+        raise
+    finally:
+        if results:
+            sync.record_run_results(run_id, results)
+            _finish_run(run_id)
+    return sum(1 for result in results if result.outcome == "synced")
 
 
 def _begin_sync_all() -> SyncRun | None:
@@ -286,21 +359,33 @@ def _process(event_id: int) -> webhooks.ProcessOutcome:
     return outcome
 
 
-@shared_task(name="biginterview.process_webhook_event", acks_late=True, ignore_result=True)
+@shared_task(
+    base=SettingsTimeLimitTask,
+    name="biginterview.process_webhook_event",
+    acks_late=True,
+    ignore_result=True,
+)
 def process_webhook_event(event_id: int) -> str:
     """Process one stored webhook event (by primary key).
 
-    ``acks_late``: if the worker is killed mid-task the broker redelivers the message; the
-    domain locks the event row and re-reads its status, so a redelivery never processes
-    an event twice. A failure is stored on the row (the sweeper retries it with backoff),
-    so the task itself does not retry.
+    ``acks_late``: the message is acknowledged only after the task ran, so a worker shut
+    down mid-task (a warm shutdown, a lost connection) leaves it to be redelivered; an
+    event whose worker died outright stays ``pending`` and the sweeper re-enqueues it.
+    Either way the domain locks the event row and re-reads its status, so a redelivery
+    never processes an event twice. A failure is stored on the row (the sweeper retries
+    it with backoff), so the task itself does not retry.
     """
     outcome = _process(event_id)
     schedule_syncs_after_webhooks([outcome.sync_account_id])
     return outcome.status
 
 
-@shared_task(name="biginterview.process_webhook_events", acks_late=True, ignore_result=True)
+@shared_task(
+    base=SettingsTimeLimitTask,
+    name="biginterview.process_webhook_events",
+    acks_late=True,
+    ignore_result=True,
+)
 def process_webhook_events(event_ids: list[int]) -> list[str]:
     """Process several stored events, each in its own transaction, in the order given.
 
@@ -312,7 +397,9 @@ def process_webhook_events(event_ids: list[int]) -> list[str]:
     return [outcome.status for outcome in outcomes]
 
 
-@shared_task(name="biginterview.sweep_webhook_events", ignore_result=True)
+@shared_task(
+    base=SettingsTimeLimitTask, name="biginterview.sweep_webhook_events", ignore_result=True
+)
 def sweep_webhook_events() -> int:
     """Re-enqueue events stuck ``pending`` (the broker was down when they arrived) and
     ``failed`` events whose backoff has passed; returns how many were sent."""
@@ -333,7 +420,9 @@ def sweep_webhook_events() -> int:
     return sent
 
 
-@shared_task(name="biginterview.purge_webhook_events", ignore_result=True)
+@shared_task(
+    base=SettingsTimeLimitTask, name="biginterview.purge_webhook_events", ignore_result=True
+)
 def purge_webhook_events() -> int:
     """Delete processed and ignored events older than ``WEBHOOK_RETENTION``.
 

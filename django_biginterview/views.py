@@ -23,9 +23,15 @@ from rest_framework.views import APIView
 
 from . import publisher, sso, webhooks
 from .adapter import MissingProfileData
-from .client import BigInterviewClient, SSOToken, get_client
+from .client import BigInterviewClient, SSOToken
 from .conf import app_settings
-from .exceptions import APIError, AuthenticationError, RateLimited, WebhookValidationError
+from .exceptions import (
+    APIError,
+    AuthenticationError,
+    PermissionDenied,
+    RateLimited,
+    WebhookValidationError,
+)
 from .exceptions import ValidationError as ProfileRefused
 
 # --- SSO (practice) ------------------------------------------------------------------
@@ -53,9 +59,9 @@ def practice(request: HttpRequest) -> HttpResponse:
     redirect_to = sso.clean_redirect_to(request.GET.get("redirect_to"))
     try:
         if anonymous:
-            token = _anonymous_token(request, get_client())
+            token = _anonymous_token(request, sso.sso_client())
         else:
-            token = sso.practice_token_for_user(request.user, get_client())
+            token = sso.practice_token_for_user(request.user, sso.sso_client())
     except MissingProfileData as exc:
         # 409: the request is fine, the user's profile is not (yet) usable.
         return render(
@@ -106,6 +112,12 @@ def _unavailable(request: HttpRequest, exc: APIError) -> HttpResponse:
             "Big Interview rejected the API key (HTTP %s); practice links fail until "
             "BIGINTERVIEW['API_KEY'] is fixed.",
             exc.status,
+        )
+    elif isinstance(exc, PermissionDenied):
+        sso_logger.error(
+            "Big Interview refused the request (HTTP 403). For anonymous visitors, Big "
+            "Interview must enable anonymous users for the organisation (or turn "
+            "BIGINTERVIEW['ANONYMOUS_USERS'] off)."
         )
     else:
         sso_logger.warning("Big Interview is unavailable for SSO: %s", exc)

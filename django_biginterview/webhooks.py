@@ -36,8 +36,7 @@ from django.utils import timezone
 
 from . import client as api
 from . import mirror
-from .checks import MIN_WEBHOOK_RETENTION
-from .conf import SETTINGS_NAME, app_settings
+from .conf import MIN_WEBHOOK_RETENTION, SETTINGS_NAME, app_settings
 from .exceptions import WebhookValidationError
 from .models import Account, WebhookEvent
 from .signals import webhook_received

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_biginterview import tasks
-from django_biginterview.models import Account
+from django_biginterview.models import Account, Interview, SyncRun, Track, WebhookEvent
 from django_biginterview.testing.factories import (
     AccountFactory,
     AccountWithTokenFactory,
@@ -21,6 +21,7 @@ from django_biginterview.testing.factories import (
     TrackFactory,
     TrackStepFactory,
     UserFactory,
+    WebhookEventFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -203,3 +204,22 @@ def test_sync_run_list_shows_counts_duration_and_failures(admin) -> None:
     assert "12.5 s" in html
     assert "p-&lt;ghost&gt;: HTTP 404" in html
     assert '<td class="field-accounts_synced">3</td>' in html
+
+
+@pytest.mark.parametrize("model", [Account, Interview, Track, SyncRun, WebhookEvent])
+def test_mirrored_rows_cannot_be_deleted_in_the_admin(admin, model) -> None:
+    """A deleted interview row (a tombstone included) would let a late webhook bring the
+    interview back: the admin shows Big Interview's data, it never removes it."""
+    TrackFactory(account=InterviewFactory(deleted_at=timezone.now()).account)
+    SyncRunFactory()
+    WebhookEventFactory()
+    row = model.objects.first()
+    opts = model._meta
+    delete_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_delete", args=[row.pk])
+    assert admin.post(delete_url, {"post": "yes"}).status_code == 403
+    changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+    response = admin.post(
+        changelist, {"action": "delete_selected", "_selected_action": [row.pk], "post": "yes"}
+    )
+    assert response.status_code in (200, 302)
+    assert model.objects.filter(pk=row.pk).exists()

@@ -183,3 +183,14 @@ def test_openapi_schema_lists_the_endpoints(client) -> None:
     me = paths[reverse("biginterview:api-me")]["get"]["responses"]["200"]
     assert "token" not in str(response.json()["components"]["schemas"]).lower()
     assert me
+
+
+@pytest.mark.parametrize("route", ["api-accounts", "api-interviews", "api-tracks"])
+@pytest.mark.parametrize("partner_id", ["nul\x00byte", "x" * 65, "has space"])
+def test_staff_filter_with_an_impossible_partner_id_finds_nothing(
+    account, staff_client, route, partner_id
+) -> None:
+    InterviewFactory(account=account)
+    response = staff_client.get(reverse(f"biginterview:{route}"), {"partner_id": partner_id})
+    assert response.status_code == 200
+    assert response.json()["count"] == 0

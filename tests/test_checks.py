@@ -254,6 +254,12 @@ def test_importable_dotted_paths_are_fine(configure: Any) -> None:
         ("WEBHOOK_STUCK_AFTER", "5 minutes"),
         ("SYNC_LOCK_TIMEOUT", timedelta(seconds=-1)),
         ("TOKEN_REFRESH_MARGIN", -60),
+        ("WEBHOOK_MAX_BODY_SIZE", "256k"),
+        ("WEBHOOK_MAX_ATTEMPTS", 0),
+        ("SYNC_CHUNK_SIZE", None),
+        ("TASK_TIME_LIMIT", "3 minutes"),
+        ("SYNC_MAX_RETRIES", -2),
+        ("RATE_LIMIT", "10/s"),
     ],
 )
 def test_unusable_numbers_and_durations_are_an_error(configure: Any, key: str, value: Any) -> None:

@@ -42,6 +42,7 @@ from django_biginterview.exceptions import (
     InvalidPartnerId,
     MissingSetting,
     NotFound,
+    PermissionDenied,
     RateLimited,
     ServerError,
     TransportError,
@@ -545,7 +546,7 @@ def test_the_longest_valid_partner_id_is_accepted(
     [
         (400, APIError),
         (401, AuthenticationError),
-        (403, AuthenticationError),
+        (403, PermissionDenied),
         (404, NotFound),
         (409, APIError),
         (422, ValidationError),

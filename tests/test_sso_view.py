@@ -346,6 +346,28 @@ def test_anonymous_visitor_during_an_outage_gets_the_friendly_page(
     assert not Account.objects.exists()
 
 
+def test_anonymous_users_not_enabled_by_big_interview_are_logged_as_such(
+    client, db, settings, biginterview_sandbox_factory, caplog
+):
+    biginterview_sandbox_factory(anonymous_users=False)  # the service answers 403
+    set_app_settings(settings, ANONYMOUS_USERS=True)
+    with caplog.at_level(logging.WARNING, logger="django_biginterview"):
+        response = client.get(PRACTICE)
+    assert response.status_code == 503
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and "anonymous users" in errors[0]
+    assert "API key" not in caplog.text
+
+
+def test_a_click_during_an_outage_retries_at_most_once(logged_in, biginterview_sandbox, settings):
+    """The configured MAX_RETRIES suits the sync; a waiting user gets one retry at most."""
+    set_app_settings(settings, MAX_RETRIES=5, RETRY_BACKOFF=0.01)
+    biginterview_sandbox.set_faults(error_rate=1.0, error_status=503)
+    response = logged_in.get(PRACTICE)
+    assert response.status_code == 503
+    assert len(user_calls(biginterview_sandbox)) == 2
+
+
 def test_logged_in_user_passes_login_required_middleware(logged_in, settings, biginterview_sandbox):
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, LOGIN_REQUIRED_MIDDLEWARE]
     assert login_params(logged_in.get(PRACTICE))["token"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -506,3 +507,33 @@ def test_publisher_survives_a_broker_error(
     instance.submit(2)
     assert instance.flush()
     assert sent.messages == [[2]]
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_publisher_in_a_child_forked_while_the_lock_is_held_still_works() -> None:
+    """gunicorn forks workers at any moment; the publisher thread may hold its lock then."""
+    import threading
+
+    instance = publisher_module.WebhookPublisher(batch_size=10, linger=0.01)
+    held, release = threading.Event(), threading.Event()
+
+    def publisher_thread_holding_the_lock() -> None:
+        with instance._condition:
+            held.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=publisher_thread_holding_the_lock)
+    thread.start()
+    held.wait(5)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: it must not block on the lock the other thread held
+        try:
+            acquired = instance._condition.acquire(timeout=2)
+            os.write(write_end, b"1" if acquired and not instance._pending else b"0")
+        finally:
+            os._exit(0)
+    release.set()
+    thread.join()
+    os.waitpid(pid, 0)
+    assert os.read(read_end, 1) == b"1"

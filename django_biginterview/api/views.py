@@ -19,6 +19,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 
 from ..models import Account, Interview, Track, TrackStep
+from ..validators import is_valid_partner_id
 from .serializers import (
     AccountSummarySerializer,
     InterviewSerializer,
@@ -86,6 +87,9 @@ class PartnerIdFilterMixin:
     def filter_partner_id(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
         partner_id = self.request.query_params.get("partner_id")
         if partner_id:
+            if not is_valid_partner_id(partner_id):
+                # No account can have it; and PostgreSQL refuses some (NUL) outright.
+                return queryset.none()
             queryset = queryset.filter(**{self.partner_id_lookup: partner_id})
         return queryset
 

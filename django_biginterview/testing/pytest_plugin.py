@@ -21,16 +21,10 @@ from typing import Any
 
 import pytest
 
-from django_biginterview.sandbox import DEFAULT_API_KEY, DEFAULT_WEBHOOK_KEY, Sandbox
+from django_biginterview.management.commands.biginterview_sandbox import default_webhook_key
+from django_biginterview.sandbox import DEFAULT_API_KEY, Sandbox
 
 SandboxFactory = Callable[..., Sandbox]
-
-
-def _first_webhook_key(config: dict[str, Any]) -> str:
-    keys = config.get("WEBHOOK_KEYS") or []
-    if isinstance(keys, str):
-        keys = [keys]
-    return next((key for key in keys if key), DEFAULT_WEBHOOK_KEY)
 
 
 @pytest.fixture
@@ -40,7 +34,7 @@ def biginterview_sandbox_factory(settings: Any) -> Iterator[SandboxFactory]:
     def make(**kwargs: Any) -> Sandbox:
         config = dict(getattr(settings, "BIGINTERVIEW", None) or {})
         kwargs.setdefault("api_keys", [config.get("API_KEY") or DEFAULT_API_KEY])
-        kwargs.setdefault("webhook_key", _first_webhook_key(config))
+        kwargs.setdefault("webhook_key", default_webhook_key(config))
         sandbox = Sandbox(**kwargs).start()
         started.append(sandbox)
         config["BASE_URL"] = sandbox.url

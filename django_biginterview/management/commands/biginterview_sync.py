@@ -2,7 +2,8 @@
 
     manage.py biginterview_sync --all              # every account, in this process
     manage.py biginterview_sync --all --async      # the Celery fan-out (as the beat does)
-    manage.py biginterview_sync --user alice --partner-id abc123
+    manage.py biginterview_sync --user alice --user bob  # these users' accounts
+    manage.py biginterview_sync --partner-id abc123 --async
 
 Exits non-zero when an account failed (or, for ``--all``, when another run holds the lock).
 """
