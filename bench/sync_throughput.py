@@ -11,8 +11,9 @@ What is measured:
 
 - **project**: the production path. ``biginterview.sync_all_accounts`` is enqueued to
   ``--workers`` real Celery worker processes (``--pool=threads --concurrency N`` each: the
-  sync is I/O bound, and two processes use both cores), which fan out per-account tasks;
-  time runs from the enqueue until the ``SyncRun`` is finished. Queries are every SQL
+  sync is I/O bound, and two processes use both cores), which fan out tasks of
+  ``tasks.ACCOUNTS_PER_TASK`` accounts each; time runs from the enqueue until the
+  ``SyncRun`` is finished. Queries are every SQL
   statement the workers ran (counted by a wrapper in each worker, bookkeeping and fan-out
   included) divided by the number of accounts. Peak RSS
   is each worker process's ``VmHWM``. Run twice: a first sync (empty tables) and a repeat

@@ -10,7 +10,7 @@ does not depend on how many interviews an account has (see ``mirror.py``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -230,7 +230,7 @@ def add_run_failure(run_id: int, partner_id: str | None, reason: str, *, count: 
 
 
 def add_run_failures(
-    run_id: int, reasons: list[tuple[str | None, str]], *, count: int | None = None
+    run_id: int, reasons: Sequence[tuple[str | None, str]], *, count: int | None = None
 ) -> None:
     """Count ``count`` failures (default: one per reason) and keep the ``(partner_id,
     reason)`` pairs, up to ``MAX_RECORDED_FAILURES`` in all."""

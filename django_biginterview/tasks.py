@@ -43,15 +43,33 @@ SYNC_ALL_LOCK = "sync-all"
 
 class SettingsTimeLimitTask(Task):
     """A task whose soft and hard time limits come from ``BIGINTERVIEW`` settings
-    (``TASK_SOFT_TIME_LIMIT``, ``TASK_TIME_LIMIT``), read when the worker prepares it."""
+    (``TASK_SOFT_TIME_LIMIT``, ``TASK_TIME_LIMIT``), read when the worker prepares it.
+
+    A value set on the task (``@shared_task(soft_time_limit=...)``) wins over the setting.
+    """
+
+    _soft_time_limit: int | None = None
+    _time_limit: int | None = None
 
     @property
-    def soft_time_limit(self) -> float:
-        return float(app_settings.TASK_SOFT_TIME_LIMIT)
+    def soft_time_limit(self) -> int | None:
+        if self._soft_time_limit is not None:
+            return self._soft_time_limit
+        return int(app_settings.TASK_SOFT_TIME_LIMIT)
+
+    @soft_time_limit.setter
+    def soft_time_limit(self, value: int | None) -> None:
+        self._soft_time_limit = value
 
     @property
-    def time_limit(self) -> float:
-        return float(app_settings.TASK_TIME_LIMIT)
+    def time_limit(self) -> int | None:
+        if self._time_limit is not None:
+            return self._time_limit
+        return int(app_settings.TASK_TIME_LIMIT)
+
+    @time_limit.setter
+    def time_limit(self, value: int | None) -> None:
+        self._time_limit = value
 
 
 @functools.lru_cache(maxsize=4)
@@ -187,7 +205,8 @@ def _sync_member(
             delay = sync_retry_delay(0, getattr(exc, "retry_after", None))
             try:
                 # This attempt was the first: the retrying task has one retry fewer.
-                sync_account.apply_async(
+                # (``retries`` is a documented message option that celery-types lacks.)
+                sync_account.apply_async(  # type: ignore[call-arg]
                     args=(account_id, run_id, partner_id), countdown=delay, retries=1
                 )
             except Exception:  # broker trouble: record the sync failure instead
@@ -213,18 +232,20 @@ def sync_accounts(run_id: int, accounts: list[list[Any]]) -> int:
     (time limit, database gone), the accounts it did not finish count as failed so the
     run still finishes.
     """
-    client = sync_client()
     deadline = time.monotonic() + float(app_settings.TASK_SOFT_TIME_LIMIT) / 2
     pending = [(int(pk), str(partner_id)) for pk, partner_id in accounts]
     results: list[sync.SyncResult] = []
     try:
+        client = sync_client()
+        attempted = 0
         while pending:
-            if results and time.monotonic() > deadline:
+            if attempted and time.monotonic() > deadline:
                 sync_accounts.apply_async(args=(run_id, [list(item) for item in pending]))
                 pending = []
                 break
             result = _sync_member(run_id, *pending[0], client)
             pending.pop(0)
+            attempted += 1
             if result is not None:
                 results.append(result)
     except BaseException as exc:

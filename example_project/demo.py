@@ -102,6 +102,8 @@ def main(argv: list[str]) -> int:
     admin_name, admin_password, admin_email = ADMIN_USER
     run(
         "shell",
+        "-v",
+        "0",
         "-c",
         (
             "from django.contrib.auth import get_user_model\n"

@@ -302,6 +302,25 @@ def test_sync_all_through_a_worker_leaves_a_complete_run(sync_env, celery_worker
 
 
 @pytest.mark.integration
+def test_a_transient_error_during_a_run_is_retried_and_the_run_still_completes(
+    sync_env, celery_worker_process
+):
+    sb = sync_env
+    accounts = [remote_account(sb, f"run-flaky-{n}", interviews=1) for n in range(3)]
+    # The client's own 3 attempts all fail: the group hands the account to a retrying task.
+    sb.set_faults(fail_next=3, error_status=503)
+
+    tasks.sync_all_accounts.delay()
+
+    run = wait_for(finished_run, timeout=20)
+    assert run is not None, "the run never finished"
+    assert (run.accounts_synced, run.accounts_failed) == (3, 0), run.failures
+    assert Interview.objects.filter(account__in=accounts).count() == 3
+    statuses = [call.status for call in sb.api_calls()]
+    assert statuses.count(503) == 3 and statuses.count(200) == 6
+
+
+@pytest.mark.integration
 def test_transient_errors_retry_with_backoff_until_synced(sync_env, celery_worker_process):
     sb = sync_env
     account = remote_account(sb, "flaky-1", interviews=1)
