@@ -63,17 +63,24 @@ def account_link(account: Account) -> SafeString:
     return format_html('<a href="{}">{}</a>', url, account.partner_id)
 
 
-class MissingRemotelyFilter(admin.SimpleListFilter):
-    title = _("missing on Big Interview")
-    parameter_name = "missing"
+class DateIsSetFilter(admin.SimpleListFilter):
+    """Yes/no on whether the date field ``date_field`` is set (e.g. ``deleted_at``)."""
+
+    date_field = ""
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
         return [("yes", _("Yes")), ("no", _("No"))]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Account]) -> QuerySet[Account]:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() in ("yes", "no"):
-            return queryset.filter(remote_missing_at__isnull=self.value() == "no")
+            return queryset.filter(**{f"{self.date_field}__isnull": self.value() == "no"})
         return queryset
+
+
+class MissingRemotelyFilter(DateIsSetFilter):
+    title = _("missing on Big Interview")
+    parameter_name = "missing"
+    date_field = "remote_missing_at"
 
 
 class SyncErrorFilter(admin.SimpleListFilter):
@@ -93,17 +100,10 @@ class SyncErrorFilter(admin.SimpleListFilter):
         return queryset
 
 
-class DeletedFilter(admin.SimpleListFilter):
+class DeletedFilter(DateIsSetFilter):
     title = _("deleted on Big Interview")
     parameter_name = "deleted"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("yes", _("Yes")), ("no", _("No"))]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Interview]) -> QuerySet[Interview]:
-        if self.value() in ("yes", "no"):
-            return queryset.filter(deleted_at__isnull=self.value() == "no")
-        return queryset
+    date_field = "deleted_at"
 
 
 class TrackInline(ReadOnlyMixin, admin.TabularInline):

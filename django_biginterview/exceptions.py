@@ -12,6 +12,17 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 
+def describe_error(exc: BaseException, limit: int = 500) -> str:
+    """``Type: message``, cut to ``limit``: what a row stores as its last error.
+
+    Safe to store and show because no exception this package raises carries a key or a
+    token, and the client never chains the ``requests`` exception (which holds headers).
+    """
+    message = str(exc).strip()
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text[:limit]
+
+
 class BigInterviewError(Exception):
     """Base class of every error this package raises on purpose."""
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from . import mirror
 from .client import BigInterviewClient
-from .exceptions import APIError, InvalidPartnerId, NotFound
+from .exceptions import APIError, InvalidPartnerId, NotFound, describe_error
 from .models import Account, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -58,14 +58,6 @@ class SyncResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def describe_error(error: BaseException) -> str:
-    """A short, secret-free description of ``error`` for the account and the run."""
-    if isinstance(error, APIError | InvalidPartnerId):
-        return str(error)[:500]
-    text = str(error)
-    return f"{type(error).__name__}: {text}"[:500] if text else type(error).__name__
 
 
 def sync_account(account: Account, client: BigInterviewClient) -> SyncResult:

@@ -130,7 +130,10 @@ def sync_account(
     """
     if run_id is None and self.request.retries == 0:
         # From now on a new change needs a new sync: this one may fetch too early.
-        coordination.clear_pending(_pending_name(account_id))
+        try:
+            coordination.clear_pending(_pending_name(account_id))
+        except Exception:  # store down: the marker's TTL clears it; the sync still runs
+            logger.warning("Could not clear the pending-sync marker", exc_info=True)
     if partner_id is not None:
         account: Account | None = sync.account_handle(account_id, partner_id)
     else:

@@ -37,7 +37,7 @@ from django.utils import timezone
 from . import client as api
 from . import mirror
 from .conf import MIN_WEBHOOK_RETENTION, SETTINGS_NAME, app_settings
-from .exceptions import WebhookValidationError
+from .exceptions import WebhookValidationError, describe_error
 from .models import Account, WebhookEvent
 from .signals import webhook_received
 
@@ -405,13 +405,6 @@ def _apply(event: WebhookEvent) -> int:
     return account_id
 
 
-def describe_error(exc: BaseException) -> str:
-    """``Type: message`` for ``last_error``; our exceptions never carry keys or tokens."""
-    message = str(exc).strip()
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return text[:MAX_ERROR_LENGTH]
-
-
 def retry_delay(attempts: int) -> timedelta:
     """Wait before the next automatic attempt: ``WEBHOOK_RETRY_BACKOFF * 2**(attempts-1)``
     after the ``attempts``-th failure (1, 2, 4 ... times the backoff)."""
@@ -437,7 +430,7 @@ def _record_failure(event_id: int, exc: Exception, attempts_seen: int | None) ->
         now = timezone.now()
         event.attempts += 1
         event.status = Status.FAILED
-        event.last_error = describe_error(exc)
+        event.last_error = describe_error(exc, MAX_ERROR_LENGTH)
         max_attempts = int(app_settings.WEBHOOK_MAX_ATTEMPTS)
         event.next_attempt_at = (
             now + retry_delay(event.attempts) if event.attempts < max_attempts else None
@@ -484,7 +477,7 @@ def process_event(event_id: int, *, force: bool = False) -> ProcessOutcome:
     except Exception as exc:  # any failure is recorded on the row, never lost
         logger.warning("Webhook event %s failed: %s", event_id, type(exc).__name__, exc_info=True)
         _record_failure(event_id, exc, attempts_seen)
-        return ProcessOutcome(event_id, Status.FAILED, describe_error(exc))
+        return ProcessOutcome(event_id, Status.FAILED, describe_error(exc, MAX_ERROR_LENGTH))
     return ProcessOutcome(event_id, status, reason, sync_account_id=account_id)
 
 

@@ -223,3 +223,19 @@ def test_mirrored_rows_cannot_be_deleted_in_the_admin(admin, model) -> None:
     )
     assert response.status_code in (200, 302)
     assert model.objects.filter(pk=row.pk).exists()
+
+
+def test_deleted_and_missing_filters(admin) -> None:
+    gone = InterviewFactory(title="Gone", deleted_at=timezone.now())
+    InterviewFactory(title="Kept", account=gone.account)
+    missing = AccountFactory(partner_id="missing-one", remote_missing_at=timezone.now())
+
+    deleted_page = admin.get(INTERVIEWS, {"deleted": "yes"}).content.decode()
+    kept_page = admin.get(INTERVIEWS, {"deleted": "no"}).content.decode()
+    assert "Gone" in deleted_page and "Kept" not in deleted_page
+    assert "Kept" in kept_page and "Gone" not in kept_page
+
+    missing_page = admin.get(ACCOUNTS, {"missing": "yes"}).content.decode()
+    present_page = admin.get(ACCOUNTS, {"missing": "no"}).content.decode()
+    assert missing.partner_id in missing_page and gone.account.partner_id not in missing_page
+    assert gone.account.partner_id in present_page and missing.partner_id not in present_page

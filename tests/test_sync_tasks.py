@@ -279,6 +279,19 @@ def test_a_broker_failure_does_not_leave_the_account_marked_pending(
     assert coordination.claim_pending("sync-account:9", timedelta(minutes=1))
 
 
+@pytest.mark.django_db
+def test_a_sync_runs_even_when_the_pending_marker_store_is_down(sync_env, monkeypatch) -> None:
+    account = remote_account(sync_env, "store-down", interviews=2)
+
+    def store_down(name: str) -> None:
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(coordination, "clear_pending", store_down)
+    tasks.sync_account.apply(args=(account.pk,)).get()
+
+    assert Interview.objects.filter(account=account).count() == 2
+
+
 # --- with real worker processes ---------------------------------------------------------
 
 
