@@ -45,6 +45,11 @@ class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
 
+def pretty_json(value: Any) -> SafeString:
+    """A JSON document indented in a ``<pre>``, escaped (it comes from outside)."""
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
 # --- Accounts, tracks, interviews, sync runs (sync) -----------------------------------
 
 
@@ -307,7 +312,7 @@ class InterviewAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("API object"))
     def raw_pretty(self, obj: Interview) -> SafeString:
-        return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, ensure_ascii=False))
+        return pretty_json(obj.raw)
 
 
 @admin.register(SyncRun)
@@ -411,7 +416,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("payload"))
     def payload_pretty(self, obj: WebhookEvent) -> SafeString:
-        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False))
+        return pretty_json(obj.payload)
 
     @admin.action(description=_("Process again"), permissions=["process"])
     def process_again(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
