@@ -1,6 +1,6 @@
 """How fast the webhook receiver ingests deliveries, next to its floor and ceiling.
 
-    python bench/webhook_ingest.py [--duration 10] [--connections 8] [--keep-db]
+    python bench/webhook_ingest.py [--duration 10] [--connections 8] [--rounds 3] [--keep-db]
 
 Standalone. Runs the example project under gunicorn (4 sync workers) on PostgreSQL (a
 throwaway database ``bi_bench_webhook``, created and migrated here) with Redis as the
@@ -10,7 +10,8 @@ measures:
 
 (a) a trivial Django JSON view (the ceiling), (b) a view doing one raw
 ``INSERT ... ON CONFLICT DO NOTHING`` of the body (the floor of any durable receiver),
-(c) the webhook endpoint; then (c) again at half of its peak rate, paced by wrk's
+(c) the webhook endpoint, in ``--rounds`` interleaved rounds, each view's figure being
+the median of its rounds; then (c) again at half of its peak rate, paced by wrk's
 ``delay()`` hook (wrk2 is not available: this is closed-loop pacing, so the p99 it shows
 leaves out coordinated omission, which at half load is small).
 
@@ -18,8 +19,9 @@ Baselines live in the bench-only URLconf ``bench/webhook_urls.py``, selected thr
 ``DJANGO_ROOT_URLCONF``. After each measured run every id answered 200 is looked up in the
 database (lost or duplicated deliveries), and the event ids inside the Celery messages
 waiting in Redis are compared with the stored rows (each event enqueued exactly once; the
-receiver's publisher batches ids, so there are fewer messages than events). Figures move
-20% or more from run to run on a shared machine: compare within one run.
+receiver's publisher batches ids, so there are fewer messages than events). Single runs
+move 20% or more on a shared machine (steal time): compare within one run, and read the
+per-round ratios it prints.
 """
 
 from __future__ import annotations
@@ -235,21 +237,37 @@ def queued_event_ids(broker: redis.Redis) -> list[int]:
     return ids
 
 
-def report(results: list[Result], half: Result, peak_rps: float) -> None:
-    print(f"\n{'view':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'200s':>9}{'non-200':>9}"
-          f"{'sock err':>9}{'rows':>9}{'queued':>9}")  # fmt: skip
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median throughput (an odd number of rounds gives a real run)."""
+    return sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+
+
+def report(rounds: list[list[Result]], half: Result, peak_rps: float) -> None:
+    results = [median_run(list(runs)) for runs in zip(*rounds, strict=True)]
+    print(f"\n{'view (median of rounds)':<24}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'200s':>9}"
+          f"{'non-200':>9}{'sock err':>9}{'rows':>9}{'queued':>9}")  # fmt: skip
     for r in [*results, half]:
         rows = "-" if r.rows is None else str(r.rows)
         queued = "-" if r.queued is None else str(r.queued)
         print(f"{r.name:<24}{r.rps:>9.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.ok:>9}"
               f"{r.non_200:>9}{r.socket_errors:>9}{rows:>9}{queued:>9}")  # fmt: skip
     trivial, raw, webhook = results
+    print("\nper round (req/s): trivial / raw INSERT / webhook -> webhook/raw, webhook/trivial")
+    for number, (t, r, w) in enumerate(rounds, 1):
+        print(f"  round {number}: {t.rps:.0f} / {r.rps:.0f} / {w.rps:.0f} -> "
+              f"{w.rps / r.rps:.2f}, {w.rps / t.rps:.2f}")  # fmt: skip
     print()
     print(f"webhook / trivial    = {webhook.rps / trivial.rps:.2f}  (target >= 0.5)")
     print(f"webhook / raw insert = {webhook.rps / raw.rps:.2f}  (aim >= 0.7)")
     print(
         f"half load: asked ~{peak_rps / 2:.0f} req/s, got {half.rps:.0f} req/s, "
         f"p50 {half.p50_ms:.2f} ms, p99 {half.p99_ms:.2f} ms"
+    )
+    checked = [r for runs in rounds for r in runs if r.lost is not None] + [half]
+    lost = sum(r.lost or 0 for r in checked)
+    print(
+        f"every run: {sum(r.ok for r in checked)} deliveries answered 200, "
+        + ("none lost or duplicated" if lost == 0 else f"{lost} LOST")
     )
     for r in (raw, webhook, half):
         verdict = "no lost or duplicated deliveries" if r.lost == 0 else f"{r.lost} LOST"
@@ -268,6 +286,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds of the three views (median)"
+    )
     parser.add_argument("--keep-db", action="store_true", help=f"keep {DB_NAME} afterwards")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -279,28 +300,29 @@ def main() -> None:
     port = free_port()
     server = start_gunicorn(port)
     base = f"http://127.0.0.1:{port}"
+    webhook_url = f"{base}/biginterview/webhook/"
     try:
-        results = [
-            measure("(a) trivial view", f"{base}/bench/trivial/", args, broker, None),
-            measure("(b) raw INSERT", f"{base}/bench/raw-insert/", args, broker, RAW_TABLE),
-            measure("(c) webhook", f"{base}/biginterview/webhook/", args, broker, EVENT_TABLE),
+        # Interleaved (a, b, c, a, b, c, ...) so that a slow spell of a shared machine
+        # hits every view alike; each figure is the median of its rounds.
+        rounds = [
+            [
+                measure("(a) trivial view", f"{base}/bench/trivial/", args, broker, None),
+                measure("(b) raw INSERT", f"{base}/bench/raw-insert/", args, broker, RAW_TABLE),
+                measure("(c) webhook", webhook_url, args, broker, EVENT_TABLE),
+            ]
+            for _ in range(args.rounds)
         ]
-        peak = results[2].rps
+        peak = median_run([runs[2] for runs in rounds]).rps
         # Half load: each connection waits between requests so that one cycle (wait +
         # answer) lasts 2 * connections / peak seconds. The answer time at half load comes
         # from a short calibration run.
         cycle_ms = 2000 * args.connections / peak
-        probe = wrk(f"{base}/biginterview/webhook/", 3, args.connections, round(cycle_ms))
+        probe = wrk(webhook_url, 3, args.connections, round(cycle_ms))
         pause_ms = max(1, round(cycle_ms - probe["mean_us"] / 1000))
         half = measure(
-            "(c) webhook @ half load",
-            f"{base}/biginterview/webhook/",
-            args,
-            broker,
-            EVENT_TABLE,
-            pause_ms=pause_ms,
+            "(c) webhook @ half load", webhook_url, args, broker, EVENT_TABLE, pause_ms=pause_ms
         )
-        report(results, half, peak)
+        report(rounds, half, peak)
         print(f"(half load: {args.connections} connections, {pause_ms} ms pause per request)")
     finally:
         server.send_signal(signal.SIGTERM)

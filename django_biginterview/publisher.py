@@ -28,7 +28,9 @@ class WebhookPublisher:
     per-process thread waits up to ``linger`` seconds for more ids, then sends them as one
     ``process_webhook_events`` message (at most ``batch_size``). Under load that makes one
     publish per ``linger`` per process instead of one per delivery, so the web workers'
-    CPU goes to receiving; the answer to Big Interview never waits for any of it.
+    CPU goes to receiving; the answer to Big Interview never waits for any of it. The
+    defaults (0.2 s, 200 ids) mean at most five publishes a second per process below
+    1,000 deliveries a second, for at most 0.2 s more before processing starts.
 
     Nothing is lost if this fails: the event row is committed as ``pending`` before its id
     gets here, and the sweeper re-enqueues pending events after ``WEBHOOK_STUCK_AFTER``
@@ -37,7 +39,7 @@ class WebhookPublisher:
     an empty buffer and, on first use, its own thread.
     """
 
-    def __init__(self, batch_size: int = 50, linger: float = 0.05) -> None:
+    def __init__(self, batch_size: int = 200, linger: float = 0.2) -> None:
         self.batch_size = batch_size
         self.linger = linger
         self._condition = threading.Condition()

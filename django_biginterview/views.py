@@ -145,6 +145,10 @@ _WEBHOOK_ERROR_TYPES = {
     503: "unavailable",
 }
 
+# The two success bodies, encoded once rather than on every delivery.
+_STORED = b'{"status": "stored"}'
+_DUPLICATE = b'{"status": "duplicate"}'
+
 #: Seconds a 503 asks the sender to wait (Big Interview itself retries every 10 minutes).
 WEBHOOK_RETRY_AFTER = 60
 
@@ -255,4 +259,6 @@ class WebhookView(APIView):
             return _webhook_error(503, "temporarily unable to store the delivery")
         if stored.created:
             publisher.enqueue_webhook_event(stored.event_id)
-        return JsonResponse({"status": "stored" if stored.created else "duplicate"})
+        return HttpResponse(
+            _STORED if stored.created else _DUPLICATE, content_type="application/json"
+        )
