@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
+from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -352,7 +353,10 @@ def error_from_response(
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return RateLimited(description, retry_after=retry_after, **kwargs)
     if status >= 500:
-        return ServerError(description, **kwargs)
+        retry_after = (
+            parse_retry_after(response.headers.get("Retry-After")) if status == 503 else None
+        )
+        return ServerError(description, retry_after=retry_after, **kwargs)
     return APIError(description, **kwargs)
 
 
@@ -396,16 +400,17 @@ def _is_connect_failure(exc: requests.ConnectionError) -> bool:
 
 
 class BigInterviewClient:
-    """One organisation's Partner API, over one pooled ``requests.Session``.
+    """One organisation's Partner API, over one pooled ``requests.Session`` that keeps no
+    cookies (so the process-wide client is shared by threads safely).
 
     Every request carries the connect and read timeouts. Retries use exponential backoff
-    with full jitter on connection errors, timeouts, 429 (honouring ``Retry-After``) and
-    502/503/504, at most ``max_retries`` times. The loop is written here rather than left
-    to urllib3's ``Retry`` because the policy differs per endpoint: anonymous creation is
-    not idempotent, so once the request may have reached the server (a read timeout, a
-    broken connection, a 502/503/504) it is never re-sent; only a refused connection and
-    a 429 are. A ``Retry-After`` longer than ``backoff_max`` raises ``RateLimited`` at
-    once instead of blocking a web request.
+    with full jitter on connection errors, timeouts, 429 and 502/503/504 (honouring
+    ``Retry-After`` on a 429 or 503), at most ``max_retries`` times. The loop is written
+    here rather than left to urllib3's ``Retry`` because the policy differs per endpoint:
+    anonymous creation is not idempotent, so once the request may have reached the server
+    (a read timeout, a broken connection, a 502/503/504) it is never re-sent; only a
+    refused connection and a 429 are. A ``Retry-After`` longer than ``backoff_max``
+    raises the error (with its ``retry_after``) at once instead of blocking a web request.
 
     ``throttle`` (optional) is called before every attempt; the sync tasks pass a shared
     rate limiter there. ``sleep`` is the pause between attempts (tests pass a recorder).
@@ -445,6 +450,11 @@ class BigInterviewClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+        # Every call is authenticated by the key alone: a cookie set on one user's call
+        # must never ride along on the next. With no cookie jar to write, nothing in the
+        # session changes after this point, so one client can serve many threads (the
+        # connection pool itself is thread-safe).
+        self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
 
     def __repr__(self) -> str:
         return f"<BigInterviewClient base_url={self.base_url!r}>"
@@ -609,10 +619,9 @@ class BigInterviewClient:
                 status = response.status_code
                 response.close()
                 retryable = status in RETRY_STATUSES and (idempotent or status == 429)
-                if isinstance(error, RateLimited):
-                    retry_after = error.retry_after
-                    if retry_after is not None and retry_after > self.backoff_max:
-                        retryable = False
+                retry_after = error.retry_after
+                if retry_after is not None and retry_after > self.backoff_max:
+                    retryable = False
                 outcome = f"HTTP {status}"
             else:
                 assert failure is not None

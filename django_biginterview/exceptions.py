@@ -49,6 +49,8 @@ class APIError(BigInterviewError):
 
     #: Whether retrying the same request later may succeed.
     transient: bool = False
+    #: Seconds Big Interview asked us to wait (``Retry-After`` on a 429 or 503), if any.
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -120,9 +122,14 @@ class RateLimited(APIError):
 
 
 class ServerError(APIError):
-    """5xx from Big Interview or a proxy in front of it."""
+    """5xx from Big Interview or a proxy in front of it; a 503 may carry ``retry_after``
+    (maintenance windows announce their end that way)."""
 
     transient = True
+
+    def __init__(self, description: str, *, retry_after: float | None = None, **kwargs: Any):
+        super().__init__(description, **kwargs)
+        self.retry_after = retry_after
 
 
 class UnexpectedResponse(APIError):

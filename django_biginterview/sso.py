@@ -53,7 +53,7 @@ def sso_client() -> BigInterviewClient:
     """The client for a user's click: the configured one, with fewer retries and a short
     backoff cap, so an outage ends in the "unavailable" page within one read timeout or
     two, never in the proxy's gateway timeout. (A ``Retry-After`` above the cap raises
-    ``RateLimited`` at once instead of sleeping.)"""
+    at once instead of sleeping; the page passes it on to the visitor.)"""
     return get_client(
         max_retries=min(int(app_settings.MAX_RETRIES), SSO_MAX_RETRIES),
         backoff_max=min(float(app_settings.RETRY_BACKOFF_MAX), SSO_BACKOFF_MAX),

@@ -29,7 +29,6 @@ from .exceptions import (
     APIError,
     AuthenticationError,
     PermissionDenied,
-    RateLimited,
     WebhookValidationError,
 )
 from .exceptions import ValidationError as ProfileRefused
@@ -122,9 +121,8 @@ def _unavailable(request: HttpRequest, exc: APIError) -> HttpResponse:
     else:
         sso_logger.warning("Big Interview is unavailable for SSO: %s", exc)
     response = render(request, "biginterview/unavailable.html", status=503)
-    retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RateLimited) else None
-    if retry_after is not None:
-        response["Retry-After"] = str(int(retry_after) + 1)
+    if exc.retry_after is not None:  # a 429, or a 503 announcing the end of maintenance
+        response["Retry-After"] = str(int(exc.retry_after) + 1)
     add_never_cache_headers(response)
     # Logged above at the right level; stop django.request from adding an ERROR (and an
     # admin email) for every click during an outage. Django reads this flag itself.

@@ -280,6 +280,21 @@ def test_every_request_sends_raw_key_json_accept_and_user_agent(
         assert request.headers["User-Agent"].startswith(f"django-biginterview/{__version__} ")
 
 
+def test_cookies_set_by_one_call_never_ride_on_the_next(
+    api: HTTPServer, client: BigInterviewClient
+) -> None:
+    api.expect_ordered_request(TRACKS_PATH).respond_with_json(
+        {"tracks": []}, headers={"Set-Cookie": "session=user-one; Path=/"}
+    )
+    api.expect_ordered_request(TRACKS_PATH).respond_with_json({"tracks": []})
+
+    client.list_tracks("abc123")
+    client.list_tracks("abc123")
+
+    assert [request.headers.get("Cookie") for request, _ in api.log] == [None, None]
+    assert len(client.session.cookies) == 0
+
+
 def test_connections_are_pooled() -> None:
     # werkzeug closes every connection, so keep-alive is shown on a stdlib HTTP/1.1 server.
     client_ports: list[int] = []
@@ -859,6 +874,57 @@ def test_rate_limited_after_the_last_retry_carries_retry_after(
     assert excinfo.value.retry_after == 1.0
     assert len(api.log) == 3
     assert sleeps.delays == [1.0, 1.0]
+
+
+def test_retry_after_on_503_is_honoured(
+    api: HTTPServer, client: BigInterviewClient, sleeps: SleepRecorder
+) -> None:
+    api.expect_ordered_request(TRACKS_PATH).respond_with_data(
+        "", status=503, headers={"Retry-After": "3"}
+    )
+    api.expect_ordered_request(TRACKS_PATH).respond_with_json({"tracks": []})
+
+    assert client.list_tracks("abc123") == []
+    assert sleeps.delays == [3.0]
+
+
+def test_a_long_maintenance_window_raises_at_once_with_its_retry_after(
+    api: HTTPServer, make_client: Callable[..., BigInterviewClient], sleeps: SleepRecorder
+) -> None:
+    api.expect_request(TRACKS_PATH).respond_with_data(
+        "", status=503, headers={"Retry-After": "900"}
+    )
+
+    with pytest.raises(ServerError) as excinfo:
+        make_client(backoff_max=30).list_tracks("abc123")
+    assert excinfo.value.retry_after == 900.0
+    assert (len(api.log), sleeps.delays) == (1, [])
+
+
+def test_retry_after_is_read_only_on_429_and_503(
+    api: HTTPServer, client: BigInterviewClient, sleeps: SleepRecorder
+) -> None:
+    api.expect_ordered_request(TRACKS_PATH).respond_with_data(
+        "", status=502, headers={"Retry-After": "3600"}
+    )
+    api.expect_ordered_request(TRACKS_PATH).respond_with_json({"tracks": []})
+
+    assert client.list_tracks("abc123") == []
+    [delay] = sleeps.delays
+    assert delay <= 0.001  # the usual backoff, not an hour
+
+
+def test_anonymous_creation_is_not_resent_after_a_503_even_with_retry_after(
+    api: HTTPServer, client: BigInterviewClient, sleeps: SleepRecorder
+) -> None:
+    api.expect_request(ANON_PATH, method="POST").respond_with_data(
+        "", status=503, headers={"Retry-After": "1"}
+    )
+
+    with pytest.raises(ServerError) as excinfo:
+        client.create_anonymous_user()
+    assert excinfo.value.retry_after == 1.0
+    assert (len(api.log), sleeps.delays) == (1, [])
 
 
 def test_parse_retry_after() -> None:

@@ -400,6 +400,20 @@ def test_outage_gives_the_friendly_page(logged_in, biginterview_sandbox, caplog,
         assert int(response["Retry-After"]) >= 120
 
 
+def test_a_maintenance_retry_after_reaches_the_visitor(logged_in, settings, httpserver):
+    """Big Interview (here a plain HTTP server) answers 503 with ``Retry-After``: no retry
+    blocks the click, and the page tells the browser when to come back."""
+    httpserver.expect_request(re.compile(r"/api/users/[^/]+"), method="POST").respond_with_data(
+        "<html>Down for maintenance</html>", status=503, headers={"Retry-After": "600"}
+    )
+    set_app_settings(settings, BASE_URL=httpserver.url_for("/").rstrip("/"))
+    response = logged_in.get(PRACTICE)
+    assert response.status_code == 503
+    assert b"Big Interview is unavailable" in response.content
+    assert int(response["Retry-After"]) >= 600
+    assert len(httpserver.log) == 1
+
+
 def test_slow_big_interview_gives_the_friendly_page(logged_in, biginterview_sandbox, settings):
     set_app_settings(settings, READ_TIMEOUT=0.2, MAX_RETRIES=0)
     biginterview_sandbox.set_faults(latency=1.0)
