@@ -79,8 +79,14 @@ class Account(models.Model):
         return f"<Account pk={self.pk} partner_id={self.partner_id!r}>"
 
     def has_fresh_token(self, margin: timedelta, now: datetime | None = None) -> bool:
-        """Whether the cached SSO token stays valid for longer than ``margin``."""
+        """Whether the cached SSO token stays valid for longer than ``margin``.
+
+        Never while the user is known to be missing remotely (a sync got a 404): their
+        token died with them, and the next practice click must recreate them.
+        """
         if not self.sso_token or self.sso_token_expires_at is None:
+            return False
+        if self.remote_missing_at is not None:
             return False
         return self.sso_token_expires_at - margin > (now or timezone.now())
 

@@ -172,7 +172,10 @@ def cached_token(account: Account) -> SSOToken | None:
 
 
 def _usable_until_now(account: Account, now: datetime) -> SSOToken | None:
-    """The cached token if it has not expired yet (inside the refresh margin or not)."""
+    """The cached token if it has not expired yet (inside the refresh margin or not), and
+    its user is not known to be missing remotely."""
+    if account.remote_missing_at is not None:
+        return None
     token = cached_token(account)
     if token is not None and token.expires_at > now:
         return token

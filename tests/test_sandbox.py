@@ -526,6 +526,21 @@ def test_state_file_round_trip(tmp_path: Any) -> None:
         assert int(second.notifications[-1]["webhook"]["id"]) > int(last_id)
 
 
+def test_a_restarted_sandbox_does_not_reissue_ids() -> None:
+    """Without a state file a restart forgets everything, but the app under test still
+    holds the old notification and interview ids: new ones must not collide with them."""
+    issued: list[tuple[int, str]] = []
+    for _ in range(2):
+        with Sandbox() as sandbox:
+            sandbox.create_user("abc123")
+            interview = sandbox.start_interview("abc123")
+            issued.append((interview["id"], sandbox.notifications[-1]["webhook"]["id"]))
+    (first_interview, first_notification), (second_interview, second_notification) = issued
+    assert first_interview != second_interview
+    assert first_notification != second_notification
+    assert "123456789" not in (first_notification, second_notification)  # the spec example
+
+
 def test_unreadable_state_file_is_a_clear_error(tmp_path: Any) -> None:
     path = tmp_path / "sandbox.json"
     path.write_text("{not json")

@@ -16,6 +16,8 @@ from django.template import Context, Template
 from django.urls import reverse
 from django.utils import timezone
 
+from django_biginterview import sync
+from django_biginterview.client import get_client
 from django_biginterview.models import Account
 from django_biginterview.signals import account_created, token_refreshed
 from django_biginterview.testing.factories import UserFactory
@@ -398,6 +400,40 @@ def test_outage_gives_the_friendly_page(logged_in, biginterview_sandbox, caplog,
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     if "rate_limit" in faults:
         assert int(response["Retry-After"]) >= 120
+
+
+def test_a_user_big_interview_lost_is_recreated_on_the_next_click(
+    logged_in, user, biginterview_sandbox_factory
+):
+    """Big Interview loses the user (here: a new, empty sandbox) and a sync gets its 404:
+    the cached token died with the user, so the next click recreates them instead of
+    sending the visitor to a login that fails."""
+    biginterview_sandbox_factory()
+    first = login_params(logged_in.get(PRACTICE))
+    account = Account.objects.get(user=user)
+    sandbox = biginterview_sandbox_factory()
+    sync.sync_account_safely(account, get_client())
+    account.refresh_from_db()
+    assert account.remote_missing_at is not None
+    assert account.sso_token == first["token"]  # still cached, not yet expired
+
+    response = logged_in.get(PRACTICE)
+
+    params = login_params(response)
+    assert [c.status for c in user_calls(sandbox, account.partner_id)] == [201]
+    assert params["token"] != first["token"]
+    account.refresh_from_db()
+    assert (account.sso_token, account.remote_missing_at) == (params["token"], None)
+    assert shown_partner_id(land(response["Location"])) == account.partner_id
+
+
+def test_no_cached_token_is_offered_for_a_lost_user_when_big_interview_is_down(
+    logged_in, user, biginterview_sandbox
+):
+    login_params(logged_in.get(PRACTICE))
+    Account.objects.filter(user=user).update(remote_missing_at=timezone.now())
+    biginterview_sandbox.set_faults(error_rate=1.0, error_status=503)
+    assert logged_in.get(PRACTICE).status_code == 503
 
 
 def test_a_maintenance_retry_after_reaches_the_visitor(logged_in, settings, httpserver):

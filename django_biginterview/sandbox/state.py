@@ -23,9 +23,17 @@ from typing import Any
 
 PARTNER_ID_RE = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 STATE_FILE_VERSION = 1
-FIRST_INTERVIEW_ID = 95600
-FIRST_NOTIFICATION_ID = 123456789
 MAX_NAME_LENGTH = 255
+
+
+def first_ids() -> tuple[int, int]:
+    """Where a new sandbox starts numbering interviews and notifications: at random, so a
+    sandbox restarted without ``--state-file`` is all but certain not to reissue ids the
+    app under test has already stored (it would take new notifications for retries, and
+    new interviews for old, possibly deleted, ones), and never uses the spec example's
+    ``123456789``."""
+    return 100_000 + secrets.randbelow(900_000_000), 10**15 + secrets.randbelow(9 * 10**15)
+
 
 #: The default curriculum every new user gets: (track title, [(step title, chapter)]).
 DEFAULT_TRACKS: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = (
@@ -125,8 +133,7 @@ class SandboxState:
         self.notify: Notifier = notify or (lambda payload: None)
         self.users: dict[str, dict[str, Any]] = {}
         self.sessions: dict[str, dict[str, Any]] = {}
-        self.next_interview_id = FIRST_INTERVIEW_ID
-        self.next_notification_id = FIRST_NOTIFICATION_ID
+        self.next_interview_id, self.next_notification_id = first_ids()
         self.question_sets = dict(QUESTION_SETS)
         self._last_tick = utcnow()
         if self.state_file and self.state_file.exists():
