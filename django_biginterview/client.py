@@ -241,6 +241,8 @@ class Interview:
             if not remote_id.isascii() or not remote_id.isdigit():
                 raise UnexpectedResponse("Interview id is not an integer.")
             remote_id = int(remote_id)
+        if not 0 <= remote_id < 2**63:  # what a database's 64-bit integer holds
+            raise UnexpectedResponse("Interview id is out of range.")
         links = obj.get("links")
         if links is None:
             links = {}

@@ -10,8 +10,13 @@ from . import views
 
 app_name = "biginterview"
 
+webhook = views.WebhookView.as_view()
+
 urlpatterns = [
     path("practice/", views.practice, name="practice"),
-    path("webhook/", views.WebhookView.as_view(), name="webhook"),
+    path("webhook/", webhook, name="webhook"),
+    # A destination URL registered without the slash would otherwise get a redirect,
+    # which Big Interview does not follow: every delivery would be lost.
+    path("webhook", views.WebhookSlashlessView.as_view()),
     path("api/", include("django_biginterview.api.urls")),
 ]

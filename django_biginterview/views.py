@@ -15,14 +15,18 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import publisher, sso, webhooks
 from .adapter import MissingProfileData
+from .api.schema import webhook_schema
 from .client import BigInterviewClient, SSOToken
 from .conf import app_settings
 from .exceptions import (
@@ -138,6 +142,8 @@ webhook_logger = logging.getLogger("django_biginterview.webhooks")
 _WEBHOOK_ERROR_TYPES = {
     400: "invalid_request",
     401: "unauthorized",
+    405: "method_not_allowed",
+    411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
     503: "unavailable",
@@ -151,10 +157,13 @@ _DUPLICATE = b'{"status": "duplicate"}'
 WEBHOOK_RETRY_AFTER = 60
 
 
-def _webhook_error(status: int, message: str) -> JsonResponse:
+def _webhook_error_body(status: int, message: str) -> dict[str, dict[str, str]]:
     """The spec's error shape: ``{"error": {"type": ..., "message": ...}}``."""
-    error_type = _WEBHOOK_ERROR_TYPES.get(status, "error")
-    response = JsonResponse({"error": {"type": error_type, "message": message}}, status=status)
+    return {"error": {"type": _WEBHOOK_ERROR_TYPES.get(status, "error"), "message": message}}
+
+
+def _webhook_error(status: int, message: str) -> JsonResponse:
+    response = JsonResponse(_webhook_error_body(status, message), status=status)
     if status == 503:
         response["Retry-After"] = str(WEBHOOK_RETRY_AFTER)
     return response
@@ -171,8 +180,13 @@ def _check_content_type(request: HttpRequest) -> None:
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:
     """Read at most ``limit`` bytes: refuse a larger ``Content-Length`` before reading, and
-    never read more than ``limit + 1`` bytes whatever the header says (or if it is absent,
-    as with a chunked body behind some servers)."""
+    never read more than ``limit + 1`` bytes whatever the header says.
+
+    A body without ``Content-Length`` (chunked) is read whole under ASGI, and under WSGI
+    from the server's stream when the server says the stream ends with the body
+    (``wsgi.input_terminated``: gunicorn, for one). Other WSGI servers cannot tell it from
+    an empty body, so it gets a 411 (Big Interview retries) rather than a misleading 400.
+    """
     declared = request.META.get("CONTENT_LENGTH")
     if declared:
         try:
@@ -181,7 +195,17 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
             raise WebhookValidationError("invalid Content-Length") from None
         if length > limit:
             raise WebhookValidationError(f"body larger than {limit} bytes", status_code=413)
-    body = request.read(limit + 1)
+        body = request.read(limit + 1)
+    elif "wsgi.input" not in request.META:  # ASGI: the server has read the whole body
+        body = request.read(limit + 1)
+    elif request.META.get("wsgi.input_terminated"):
+        body = request.META["wsgi.input"].read(limit + 1)
+    elif "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        raise WebhookValidationError(
+            "this server cannot read a chunked body: send Content-Length", status_code=411
+        )
+    else:
+        body = b""  # no Content-Length and no chunks: no body
     if len(body) > limit:
         raise WebhookValidationError(f"body larger than {limit} bytes", status_code=413)
     return body
@@ -200,6 +224,7 @@ class _JSONOnly(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+@extend_schema_view(post=webhook_schema)
 class WebhookView(APIView):
     """Receives Big Interview's notifications: check the key, store once, answer 200.
 
@@ -212,10 +237,11 @@ class WebhookView(APIView):
     the key is checked by ``webhooks.authenticate`` (constant time, several keys).
 
     Status codes: 200 stored or already stored; 400 malformed; 401 missing or wrong key;
-    405 not POST; 413 too large; 415 not JSON; 503 no key configured or the database is
-    unavailable (both make Big Interview retry later). Rejections are logged with their
-    reason, never with the key. The event id is handed to ``publisher.enqueue_webhook_event``
-    (on commit, sent by a background publisher: see ``publisher.WebhookPublisher``).
+    405 not POST; 411 a chunked body the server cannot read; 413 too large; 415 not JSON;
+    503 no key configured or the database is unavailable (both make Big Interview retry
+    later). Rejections are logged with their reason, never with the key. The event id is
+    handed to ``publisher.enqueue_webhook_event`` (on commit, sent by a background
+    publisher: see ``publisher.WebhookPublisher``).
     """
 
     authentication_classes = []
@@ -230,6 +256,13 @@ class WebhookView(APIView):
     def as_view(cls, **initkwargs: Any) -> Any:
         view = super().as_view(**initkwargs)
         return login_not_required(transaction.non_atomic_requests(view))
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """A 405 in the receiver's own error shape (DRF adds ``Allow: POST``)."""
+        if isinstance(exc, MethodNotAllowed):
+            body = _webhook_error_body(405, "deliveries are POSTed")
+            return Response(body, status=405)
+        return super().handle_exception(exc)
 
     def perform_authentication(self, request: Request) -> None:
         """No DRF authentication here (the webhook key is checked in ``post``): skip
@@ -260,3 +293,9 @@ class WebhookView(APIView):
         return HttpResponse(
             _STORED if stored.created else _DUPLICATE, content_type="application/json"
         )
+
+
+@extend_schema(exclude=True)
+class WebhookSlashlessView(WebhookView):
+    """The receiver at ``webhook`` without the trailing slash (a destination URL registered
+    that way); left out of the OpenAPI schema, which documents ``webhook/``."""

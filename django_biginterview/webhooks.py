@@ -23,6 +23,7 @@ import functools
 import hmac
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from django.utils import timezone
 from . import client as api
 from . import mirror
 from .conf import MIN_WEBHOOK_RETENTION, SETTINGS_NAME, app_settings
-from .exceptions import WebhookValidationError, describe_error
+from .exceptions import UnexpectedResponse, WebhookValidationError, describe_error
 from .models import Account, WebhookEvent
 from .signals import webhook_received
 
@@ -105,6 +106,14 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"invalid JSON constant {name}")
 
 
+def _finite_float(text: str) -> float:
+    # 1e400 is valid JSON but becomes inf, which no database stores as JSON.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} out of range")
+    return value
+
+
 def _contains_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -121,8 +130,8 @@ def _required_string(webhook: Mapping[str, Any], name: str, max_length: int) -> 
     value = webhook[name]
     if not isinstance(value, str):
         raise WebhookValidationError(f"webhook.{name} must be a string")
-    if not value:
-        raise WebhookValidationError(f"webhook.{name} must not be empty")
+    if not value.strip():
+        raise WebhookValidationError(f"webhook.{name} must not be blank")
     if len(value) > max_length:
         raise WebhookValidationError(f"webhook.{name} is longer than {max_length} characters")
     return value
@@ -156,7 +165,7 @@ def parse_delivery(body: bytes) -> Delivery:
     except UnicodeDecodeError:
         raise WebhookValidationError("body is not UTF-8") from None
     try:
-        payload = json.loads(text, parse_constant=_reject_constant)
+        payload = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise WebhookValidationError("malformed JSON: nested too deeply") from None
     except ValueError as exc:
@@ -183,8 +192,15 @@ def parse_delivery(body: bytes) -> Delivery:
     if api_object is not None and not isinstance(api_object, dict):
         raise WebhookValidationError("webhook.api_object must be an object or null")
 
-    if event_name in (INTERVIEW_CREATED, INTERVIEW_UPDATED) and api_object is None:
-        raise WebhookValidationError(f"webhook.api_object is required for {event_name}")
+    if event_name in (INTERVIEW_CREATED, INTERVIEW_UPDATED):
+        if api_object is None:
+            raise WebhookValidationError(f"webhook.api_object is required for {event_name}")
+        # Parsed now as processing will parse it: a delivery it cannot use is refused
+        # here (Big Interview sees the 400) rather than stored to fail on every retry.
+        try:
+            api.Interview.from_api(api_object)
+        except UnexpectedResponse as exc:
+            raise WebhookValidationError(f"webhook.api_object: {exc.description}") from None
     if event_name == INTERVIEW_DELETED and not _INTEGER_ID.fullmatch(api_id):
         raise WebhookValidationError(f"webhook.api_id must be an integer id for {event_name}")
 

@@ -6,10 +6,20 @@ none of the portal's variables is set except ``DATABASE_URL`` (a throwaway SQLit
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import socket
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from tests.test_webhook_support import EXAMPLE_BODY, EXAMPLE_HEADERS, EXAMPLE_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
@@ -18,13 +28,18 @@ EXAMPLE = ROOT / "example_project"
 PORTAL_VARIABLES = ("BIGINTERVIEW_", "DJANGO_", "CELERY_", "REDIS_URL", "BI_")
 
 
-def manage(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def portal_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(PORTAL_VARIABLES)}
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'portal.sqlite3'}"
+    env["CELERY_BROKER_FOLDER"] = str(tmp_path / "broker")
+    return {**env, **variables}
+
+
+def manage(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=EXAMPLE,
-        env=env,
+        env=portal_environment(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
@@ -46,3 +61,70 @@ def test_example_project_checks_and_migrates_with_default_configuration(tmp_path
     # Everything is applied: a second run has nothing left to do.
     again = manage(tmp_path, "migrate", "--check")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+@pytest.fixture
+def portal_under_gunicorn(tmp_path: Path) -> Iterator[int]:
+    """The example portal served by gunicorn (a real WSGI server) on a free port."""
+    migrated = manage(tmp_path, "migrate", "--no-input")
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = portal_environment(tmp_path, BIGINTERVIEW_WEBHOOK_KEYS=EXAMPLE_KEY, DJANGO_DEBUG="0")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+         "example_project.wsgi:application"],
+        cwd=EXAMPLE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "no gunicorn"
+                time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def stored_notification_ids(tmp_path: Path) -> list[str]:
+    with sqlite3.connect(tmp_path / "portal.sqlite3") as db:
+        return [row[0] for row in db.execute("SELECT remote_id FROM biginterview_webhookevent")]
+
+
+def test_gunicorn_receives_a_chunked_delivery_and_one_without_the_slash(
+    tmp_path: Path, portal_under_gunicorn: int
+) -> None:
+    """Big Interview may stream the body (no ``Content-Length``) and a partner may register
+    the URL without its trailing slash: both deliveries are stored, not lost."""
+    headers = {
+        name: value
+        for name, value in EXAMPLE_HEADERS.items()
+        if name not in ("Host", "Content-Length", "Connection")
+    }
+    chunked = json.loads(EXAMPLE_BODY)
+    connection = http.client.HTTPConnection("127.0.0.1", portal_under_gunicorn, timeout=10)
+    connection.request(
+        "POST", "/biginterview/webhook/", body=iter([EXAMPLE_BODY[:50], EXAMPLE_BODY[50:]]),
+        headers={**headers, "Transfer-Encoding": "chunked"}, encode_chunked=True,
+    )  # fmt: skip
+    answer = connection.getresponse()
+    assert (answer.status, json.loads(answer.read())) == (200, {"status": "stored"})
+
+    chunked["webhook"]["id"] = "no-slash-1"
+    connection.request(
+        "POST", "/biginterview/webhook", body=json.dumps(chunked).encode(), headers=headers
+    )
+    answer = connection.getresponse()
+    assert (answer.status, json.loads(answer.read())) == (200, {"status": "stored"})
+    connection.close()
+
+    assert sorted(stored_notification_ids(tmp_path)) == ["123456789", "no-slash-1"]

@@ -21,6 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from django_biginterview import mirror, tasks, webhooks
+from django_biginterview.exceptions import WebhookValidationError
 from django_biginterview.models import Interview, WebhookEvent
 from django_biginterview.signals import interview_changed
 from django_biginterview.testing.factories import AccountFactory, WebhookEventFactory
@@ -225,14 +226,25 @@ def test_a_failure_rolls_back_its_writes_and_is_recorded_separately(
     assert Interview.objects.count() == 1
 
 
-def test_an_unparseable_interview_fails_with_a_readable_error(
+def test_an_unparseable_interview_is_refused_and_a_stored_one_fails_readably(
     account: Any, history: list[dict[str, Any]]
 ) -> None:
     webhook = dict(history[0]["webhook"])
     webhook["api_object"] = {**webhook["api_object"], "updated_at": "yesterday"}
-    outcome = deliver({"webhook": webhook})
-    assert outcome is not None and outcome.failed
-    event = WebhookEvent.objects.get()
+    with pytest.raises(WebhookValidationError, match="api_object: Invalid ISO 8601 date"):
+        deliver({"webhook": webhook})
+
+    # Stored before the receiver checked objects (an older version): processing fails
+    # with a readable error instead of looping.
+    event = WebhookEvent.objects.create(
+        remote_id=webhook["id"],
+        event_name=webhook["event_name"],
+        partner_id=webhook["partner_id"],
+        payload={"webhook": webhook},
+    )
+    outcome = webhooks.process_event(event.pk)
+    assert outcome.failed
+    event.refresh_from_db()
     assert event.last_error == "UnexpectedResponse: Invalid ISO 8601 date in response."
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.core.handlers.asgi import ASGIRequest
 from django.db import OperationalError, connection
 from django.test import Client, RequestFactory
 from django.urls import resolve
@@ -286,7 +287,26 @@ def _bad_bodies() -> list[tuple[str, bytes, str]]:
         ("too-deep", b'{"webhook": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "JSON"),
         ("no-id", variant(created, id=_DROP), "webhook.id is required"),
         ("id-number", variant(created, id=123456789), "webhook.id must be a string"),
-        ("id-empty", variant(created, id=""), "webhook.id must not be empty"),
+        ("id-empty", variant(created, id=""), "webhook.id must not be blank"),
+        ("id-blank", variant(created, id="   "), "webhook.id must not be blank"),
+        ("partner-blank", variant(created, partner_id=" "), "webhook.partner_id must not be"),
+        ("huge-number", b'{"webhook": {"id": "1", "n": 1e400}}', "out of range"),
+        ("object-no-id", variant(created, api_object={}), "api_object: Response object has no"),
+        (
+            "object-id-text",
+            variant(created, api_object={"id": "abc"}),
+            "api_object: Interview id is not an integer",
+        ),
+        (
+            "object-id-huge",
+            variant(created, api_object={"id": 2**64}),
+            "api_object: Interview id is out of range",
+        ),
+        (
+            "updated-bad-date",
+            variant(created, event_name="interview.updated", api_object={"id": 1, "updated_at": 5}),
+            "api_object:",
+        ),
         ("id-too-long", variant(created, id="9" * 256), "webhook.id is longer"),
         ("no-event", variant(created, event_name=_DROP), "webhook.event_name is required"),
         ("event-list", variant(created, event_name=["x"]), "webhook.event_name must be"),
@@ -349,6 +369,7 @@ def test_only_post_is_allowed(
 ) -> None:
     answer = poster.post(body_of(notifications[0]), delivery_headers(), method=method)
     assert answer.status == 405
+    assert answer.json["error"]["type"] == "method_not_allowed"  # the receiver's own shape
     assert not WebhookEvent.objects.exists()
 
 
@@ -372,24 +393,77 @@ def test_body_over_the_limit_is_413_from_content_length(
 
 
 def test_the_read_itself_is_bounded_when_content_length_is_absent(db: None, settings: Any) -> None:
-    """Behind a server that passes a chunked body without ``Content-Length`` (ASGI does),
-    the view still reads at most limit + 1 bytes and answers 413."""
+    """Under ASGI a chunked body comes without ``Content-Length``: the view still reads at
+    most limit + 1 bytes and answers 413."""
     settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "WEBHOOK_MAX_BODY_SIZE": 1000}
-    request = RequestFactory().generic(
-        "POST",
-        webhook_url(),
-        b"",
-        content_type="application/json",
-        headers={"Authorization": delivery_headers()["Authorization"]},
-        CONTENT_TYPE="application/json",
-    )
-    assert "CONTENT_LENGTH" not in request.META
     stream = io.BytesIO(b"{" + b" " * 10_000_000 + b"}")
-    request._stream = stream
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": webhook_url(),
+        "query_string": b"",
+        "headers": [
+            (b"authorization", delivery_headers()["Authorization"].encode()),
+            (b"content-type", b"application/json"),
+            (b"transfer-encoding", b"chunked"),
+        ],
+    }
+    request = ASGIRequest(scope, stream)
+    assert "CONTENT_LENGTH" not in request.META
     response = WebhookView.as_view()(request)
     assert response.status_code == 413
     assert stream.tell() <= 1001
     assert not WebhookEvent.objects.exists()
+
+
+def _streamed_request(body: bytes, **meta: Any) -> Any:
+    """A WSGI request whose body comes without ``Content-Length`` (chunked)."""
+    request = RequestFactory().generic(
+        "POST",
+        webhook_url(),
+        b"",
+        headers={"Authorization": delivery_headers()["Authorization"]},
+        CONTENT_TYPE="application/json",
+        **meta,
+    )
+    request.META.pop("CONTENT_LENGTH", None)
+    request.META["wsgi.input"] = io.BytesIO(body)
+    return request
+
+
+def test_a_chunked_body_is_read_when_the_server_marks_its_end(
+    db: None, enqueued: Enqueued, notifications: list[dict[str, Any]], settings: Any
+) -> None:
+    body = body_of(notifications[0])
+    response = WebhookView.as_view()(_streamed_request(body, **{"wsgi.input_terminated": True}))
+    assert response.status_code == 200, response.content
+    assert WebhookEvent.objects.get().remote_id == notifications[0]["webhook"]["id"]
+
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "WEBHOOK_MAX_BODY_SIZE": len(body) - 1}
+    stream = _streamed_request(b"{" + b" " * 10_000_000 + b"}", **{"wsgi.input_terminated": True})
+    assert WebhookView.as_view()(stream).status_code == 413
+    assert stream.META["wsgi.input"].tell() == len(body)  # limit + 1 bytes read, no more
+
+
+def test_a_chunked_body_a_server_cannot_delimit_is_411_not_an_empty_body(
+    db: None, notifications: list[dict[str, Any]]
+) -> None:
+    request = _streamed_request(body_of(notifications[0]), HTTP_TRANSFER_ENCODING="chunked")
+    response = WebhookView.as_view()(request)
+    assert response.status_code == 411
+    assert json.loads(response.content)["error"]["type"] == "length_required"
+    assert not WebhookEvent.objects.exists()
+
+
+def test_the_schema_documents_the_receiver(client: Client) -> None:
+    schema = client.get("/biginterview/api/schema/", HTTP_ACCEPT="application/json").json()
+    operation = schema["paths"]["/biginterview/webhook/"]["post"]
+    assert set(operation["responses"]) >= {"200", "400", "401", "405", "413", "415", "503"}
+    body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    webhook = schema["components"]["schemas"][body.rsplit("/", 1)[1]]["properties"]["webhook"]
+    assert "Celery" not in operation["description"]  # for Big Interview's side, not ours
+    assert "/biginterview/webhook" not in schema["paths"]  # the slashless alias is hidden
+    assert webhook["$ref"].endswith("/WebhookObject")
 
 
 def test_a_request_without_remote_addr_is_handled(db: None, caplog: Any) -> None:
