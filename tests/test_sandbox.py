@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ import requests
 from django.conf import settings as django_settings
 
 from django_biginterview.sandbox import DEFAULT_API_KEY, DEFAULT_WEBHOOK_KEY, Sandbox, UnknownObject
+from django_biginterview.sandbox.server import SandboxRequestHandler
 
 DATE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 PROFILE = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"}
@@ -141,7 +143,7 @@ def test_malformed_json_answers_400_with_error_body(sb: Sandbox) -> None:
 # -- POST /api/users/anonymous -----------------------------------------------------------
 
 
-def test_anonymous_user_gets_generated_partner_id_and_24h_life(sb: Sandbox) -> None:
+def test_anonymous_user_gets_generated_partner_id_and_a_48h_token(sb: Sandbox) -> None:
     first = api(sb, "POST", "/api/users/anonymous")
     second = api(sb, "POST", "/api/users/anonymous")
 
@@ -150,7 +152,10 @@ def test_anonymous_user_gets_generated_partner_id_and_24h_life(sb: Sandbox) -> N
     assert one["anonymous"] is True
     assert one["partner_id"] != two["partner_id"]
     assert re.fullmatch(r"[0-9A-Za-z_-]{1,64}", one["partner_id"])
-    assert parse(one["token"]["expires_at"]) - parse(one["created_at"]) <= timedelta(hours=24)
+    # Tokens expire 48 hours after creation, anonymous ones too (the account itself may be
+    # deleted after 24 hours: see below).
+    lifetime = parse(one["token"]["expires_at"]) - parse(one["created_at"])
+    assert timedelta(hours=47, minutes=59) < lifetime <= timedelta(hours=48)
     assert api(sb, "GET", f"/api/users/{one['partner_id']}/tracks").status_code == 200
 
 
@@ -291,6 +296,79 @@ def test_undocumented_paths_and_methods_are_refused(sb: Sandbox) -> None:
     assert (
         api(sb, "POST", "/api/users/abc123/tracks").json()["error"]["type"] == "method_not_allowed"
     )
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS", "FOO"])
+def test_other_methods_get_a_405_in_the_error_shape(sb: Sandbox, method: str) -> None:
+    sb.create_user("abc123")
+    response = api(sb, method, "/api/users/abc123/tracks")
+    assert response.status_code == 405
+    if method != "HEAD":  # a HEAD answer has no body
+        assert response.json()["error"]["type"] == "method_not_allowed"
+
+
+def test_a_body_nested_too_deeply_is_a_400_not_a_crash(sb: Sandbox) -> None:
+    body = "[" * 200_000 + "]" * 200_000
+    response = api(
+        sb, "POST", "/api/users/deep", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request"
+
+
+def test_a_json_body_without_content_type_is_read_as_json(sb: Sandbox) -> None:
+    response = api(sb, "POST", "/api/users/abc123", data=json.dumps(PROFILE))
+    assert response.status_code == 201, response.text
+    assert sb.get_user("abc123")["email"] == PROFILE["email"]
+
+
+def test_a_chunked_body_is_read(sb: Sandbox) -> None:
+    body = json.dumps(PROFILE).encode()
+    chunks = iter([body[:10], body[10:]])  # a generator: requests sends it chunked
+    response = api(
+        sb, "POST", "/api/users/abc123", data=chunks, headers={"Content-Type": "application/json"}
+    )
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert response.status_code == 201, response.text
+    # The connection stays in step: the next request on it is answered normally.
+    assert api(sb, "GET", "/api/users/abc123/tracks").status_code == 200
+
+
+def raw_exchange(sb: Sandbox, request: bytes, timeout: float = 5) -> bytes:
+    with socket.create_connection(("127.0.0.1", sb.port), timeout=timeout) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer:
+                head, _, rest = answer.partition(b"\r\n\r\n")
+                length = re.search(rb"Content-Length: (\d+)", head)
+                if length and len(rest) >= int(length[1]):
+                    break
+        return answer
+
+
+def test_whitespace_around_the_key_is_not_part_of_it(sb: Sandbox) -> None:
+    answer = raw_exchange(
+        sb,
+        b"POST /api/users/anonymous HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+        b"Authorization: " + b"k" * 32 + b" \t\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 201 "), answer[:200]
+
+
+def test_a_body_that_never_arrives_times_out_with_408(
+    sb: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SandboxRequestHandler, "timeout", 0.5)
+    answer = raw_exchange(
+        sb,
+        b"POST /api/users/abc123 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + b"k" * 32 + b"\r\nContent-Length: 100\r\n\r\n{}",
+    )
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b'"invalid_request"' in answer
+    assert sb.get_user("abc123") is None
 
 
 # -- authentication ----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import requests
 from django.core.management import CommandError, call_command
 
 from django_biginterview.management.commands import biginterview_sandbox as command
-from django_biginterview.sandbox import DEFAULT_WEBHOOK_KEY
+from django_biginterview.sandbox import DEFAULT_API_KEY, DEFAULT_WEBHOOK_KEY, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,11 +37,13 @@ def test_webhook_defaults_follow_the_app() -> None:
 
 
 def run_command(
-    *arguments: str, env: dict[str, str] | None = None
+    *arguments: str,
+    env: dict[str, str] | None = None,
+    program: tuple[str, ...] = ("-m", "django", "biginterview_sandbox"),
 ) -> tuple[subprocess.Popen[str], list[str]]:
     """Start the command; return the process and its output up to "Press Ctrl-C"."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "django", "biginterview_sandbox", *arguments],
+        [sys.executable, *program, *arguments],
         cwd=ROOT,
         env={
             **os.environ,
@@ -134,11 +137,11 @@ def test_command_shows_keys_when_base_url_is_the_local_sandbox_and_sets_faults(
     settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "BASE_URL": "http://127.0.0.1:8799"}
     seen: dict[str, Any] = {}
 
-    def serve_once(self: command.Command, sandbox: Any) -> None:
+    def serve_once(sandbox: Any) -> None:
         seen.update(port=sandbox.port, faults=sandbox.faults())
         sandbox.stop()
 
-    monkeypatch.setattr(command.Command, "_serve_until_interrupted", serve_once)
+    monkeypatch.setattr(cli, "serve_until_interrupted", serve_once)
     out = StringIO()
     call_command(
         "biginterview_sandbox",
@@ -163,8 +166,77 @@ def test_command_shows_keys_when_base_url_is_the_local_sandbox_and_sets_faults(
     assert "Sandbox stopped." in text
 
 
-def test_bad_options_are_command_errors() -> None:
-    with pytest.raises(CommandError, match="error_rate"):
-        call_command("biginterview_sandbox", "--error-rate", "3", stdout=StringIO())
-    with pytest.raises(CommandError, match="webhook-attempts"):
-        call_command("biginterview_sandbox", "--webhook-attempts", "0", stdout=StringIO())
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        (("--error-rate", "3"), "error_rate"),
+        (("--webhook-attempts", "0"), "webhook-attempts"),
+        (("--port", "99999"), "--port must be between 0 and 65535"),
+        (("--webhook-url", "ftp://example.com/hook"), "--webhook-url must be an http(s) URL"),
+        (("--api-key", ""), "--api-key cannot be empty"),
+    ],
+)
+def test_bad_options_are_command_errors(arguments: tuple[str, ...], problem: str) -> None:
+    with pytest.raises(CommandError, match=re.escape(problem)):
+        call_command("biginterview_sandbox", *arguments, stdout=StringIO())
+
+
+def test_several_api_keys_are_accepted_at_once_for_rotation() -> None:
+    process, lines = run_command(
+        "--port", "0", "--api-key", "old-key", "--api-key", "new-key", "--webhook-url", ""
+    )
+    try:
+        url = lines[0].rsplit(" ", 1)[1]
+        assert "API key:      old-key, new-key" in lines[1]
+        statuses = [
+            requests.post(
+                url + "/api/users/anonymous", headers={"Authorization": key}, timeout=5
+            ).status_code
+            for key in ("old-key", "new-key", "other-key")
+        ]
+        assert statuses == [201, 201, 401]
+    finally:
+        stop(process)
+
+
+def test_the_sandbox_runs_on_its_own_without_django() -> None:
+    """``python -m django_biginterview.sandbox``: no settings module, its own defaults."""
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django_biginterview.sandbox", "--port", "0"],
+        cwd=ROOT,
+        env={**environment, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = [process.stdout.readline().rstrip("\n") for _ in range(3)]
+    try:
+        assert lines[0].startswith("Big Interview sandbox running at http://127.0.0.1:"), lines
+        url = lines[0].rsplit(" ", 1)[1]
+        assert f"API key:      {DEFAULT_API_KEY}" in lines[1]
+        assert "(disabled)" in lines[2]
+        answer = requests.post(
+            url + "/api/users/anonymous", headers={"Authorization": DEFAULT_API_KEY}, timeout=5
+        )
+        assert answer.status_code == 201
+    finally:
+        output = stop(process)
+    assert process.returncode == 0, output
+    assert "Sandbox stopped." in output
+    assert "django" not in output.lower()
+
+
+def test_the_standalone_sandbox_refuses_a_bad_port() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "django_biginterview.sandbox", "--port", "99999"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert completed.returncode == 2
+    assert "--port must be between 0 and 65535" in completed.stderr
+    assert "Traceback" not in completed.stderr

@@ -100,6 +100,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     # Headers and body leave in two writes; with Nagle on, keep-alive clients wait ~40 ms
     # for a delayed ACK on every response.
     disable_nagle_algorithm = True
+    # A client that stops sending (a short body, an idle keep-alive connection) is cut
+    # off after this many seconds instead of holding a thread forever.
+    timeout = 30
     #: (method, path, arrival time) of the API call being answered, recorded on reply.
     _pending_call: tuple[str, str, float] | None = None
 
@@ -134,6 +137,29 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol errors (an unknown method, a malformed request line) in the error
+        shape of the contract, not ``http.server``'s HTML page."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # a method no handler exists for
+            code, error_type = HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed"
+        else:
+            error_type = "invalid_request"
+        self.close_connection = True
+        body = json.dumps({"error": {"type": error_type, "message": HTTPStatus(code).phrase}})
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body.encode())
+
     def _dispatch(self) -> None:
         self._pending_call = None
         parts = urlsplit(self.path)
@@ -154,12 +180,42 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise ApiError(400, "invalid_request", "Invalid Content-Length") from None
-        if length > MAX_BODY:
-            raise ApiError(413, "invalid_request", "Request body too large")
-        return self.rfile.read(length) if length > 0 else b""
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                return self._read_chunked_body()
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                raise ApiError(400, "invalid_request", "Invalid Content-Length") from None
+            if length < 0:
+                raise ApiError(400, "invalid_request", "Invalid Content-Length")
+            if length > MAX_BODY:
+                raise ApiError(413, "invalid_request", "Request body too large")
+            body = self.rfile.read(length) if length > 0 else b""
+        except TimeoutError:
+            raise ApiError(408, "invalid_request", "The request body did not arrive") from None
+        if len(body) < length:
+            raise ApiError(400, "invalid_request", "The body is shorter than Content-Length")
+        return body
+
+    def _read_chunked_body(self) -> bytes:
+        """A ``Transfer-Encoding: chunked`` body (HTTP/1.1, section 7.1 of RFC 9112)."""
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ApiError(400, "invalid_request", "Malformed chunked body") from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailer fields, ignored
+                    pass
+                return bytes(body)
+            if len(body) + size > MAX_BODY:
+                raise ApiError(413, "invalid_request", "Request body too large")
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.read(2) != b"\r\n":
+                raise ApiError(400, "invalid_request", "Malformed chunked body")
+            body += chunk
 
     def _send(
         self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
@@ -220,7 +276,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         return status
 
     def _check_key(self) -> None:
-        supplied = self.headers.get("Authorization")
+        # Whitespace around a field value is not part of it (RFC 9110, section 5.5).
+        supplied = (self.headers.get("Authorization") or "").strip(" \t")
         if not supplied:
             raise ApiError(
                 401,
@@ -310,10 +367,12 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if not self.body:
             return parameters
+        if not content_type and self.body.lstrip()[:1] == b"{":
+            content_type = "application/json"  # a JSON body sent without its header
         if content_type == "application/json" or content_type.endswith("+json"):
             try:
                 data = json.loads(self.body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise ApiError(400, "invalid_request", "The body is not valid JSON") from None
             if not isinstance(data, dict):
                 raise ApiError(400, "invalid_request", "The JSON body must be an object")
@@ -333,7 +392,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _faults_arguments(self) -> dict[str, Any]:
         try:
             data = json.loads(self.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError(400, "invalid_request", "The body is not valid JSON") from None
         allowed = {
             "latency",
