@@ -255,8 +255,10 @@ class SandboxState:
         # that keeps using a stale token finds out here rather than in production.
         # Every token says 48 hours, as documented, anonymous ones too: the account behind
         # an anonymous token is deleted after 24 hours all the same (``_live_user``).
+        # A new user's first token is issued at the instant the account was created.
+        issued_at = user["created_at"] if not user["token"] else utcnow()
         user["token"] = secrets.token_hex(32)
-        user["token_expires_at"] = truncate_ms(datetime.now(UTC) + self.token_lifetime)
+        user["token_expires_at"] = truncate_ms(issued_at + self.token_lifetime)
 
     def _live_user(self, partner_id: str) -> dict[str, Any] | None:
         user = self.users.get(partner_id)
