@@ -81,6 +81,19 @@ def _as_timedelta(name: str, value: Any) -> timedelta:
     )
 
 
+_UNSET: dict[str, Any] = {}
+
+
+def _configured() -> dict[str, Any]:
+    """``settings.BIGINTERVIEW`` itself, not a copy (read on every webhook delivery)."""
+    configured = getattr(settings, SETTINGS_NAME, None)
+    if configured is None:
+        return _UNSET
+    if not isinstance(configured, dict):
+        raise InvalidSetting(f"{SETTINGS_NAME} must be a dict.")
+    return configured
+
+
 class AppSettings:
     """Typed, lazily read view of ``settings.BIGINTERVIEW``.
 
@@ -92,18 +105,13 @@ class AppSettings:
     @property
     def user_settings(self) -> dict[str, Any]:
         """The project's ``BIGINTERVIEW`` dict as it is right now (empty if unset)."""
-        configured = getattr(settings, SETTINGS_NAME, None)
-        if configured is None:
-            return {}
-        if not isinstance(configured, dict):
-            raise InvalidSetting(f"{SETTINGS_NAME} must be a dict.")
-        return dict(configured)
+        return dict(_configured())
 
     def get(self, name: str) -> Any:
         """The value of ``name`` (configured or default); durations come as ``timedelta``."""
         if name not in DEFAULTS:
             raise AttributeError(f"{SETTINGS_NAME} has no setting {name!r}")
-        value = self.user_settings.get(name, DEFAULTS[name])
+        value = _configured().get(name, DEFAULTS[name])
         if name in _TIMEDELTA_KEYS and value is not None:
             return _as_timedelta(name, value)
         # A copy, so a caller that mutates the value never changes the defaults.
