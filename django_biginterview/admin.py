@@ -297,6 +297,7 @@ class InterviewAdmin(ReadOnlyAdmin):
         "review_path",
         "retake_path",
         "deleted_at",
+        "deletion_source",
         "updated_at",
         "raw_pretty",
     )

@@ -25,7 +25,7 @@ from .models import Account, Interview, Track, TrackStep
 from .signals import interview_changed, tracks_changed
 
 Source = Literal["webhook", "sync"]
-Change = Literal["created", "updated", "deleted"]
+Change = Literal["created", "updated", "deleted", "restored"]
 
 INTERVIEW_DATA_FIELDS = (
     "title",
@@ -157,6 +157,7 @@ def _write_interviews(
     now = timezone.now()
     to_create: list[Interview] = []
     to_update: list[Interview] = []
+    restored: set[int] = set()
     for remote_id, data in latest.items():
         row = existing.get(remote_id)
         if row is None:
@@ -166,10 +167,16 @@ def _write_interviews(
                 )
             )
             continue
-        if _is_stale(row, data, source):
+        restore = source == "sync" and row.is_deleted and row.deletion_source == "sync"
+        if restore:
+            # Listed again: the sync that inferred the deletion was wrong (a racing
+            # write, two servers' clocks). Big Interview's own deletes stay sticky.
+            row.deleted_at, row.deletion_source = None, ""
+            restored.add(row.pk)
+        elif _is_stale(row, data, source):
             continue
         values = _interview_values(data)
-        if all(getattr(row, name) == value for name, value in values.items()):
+        if not restore and all(getattr(row, name) == value for name, value in values.items()):
             continue
         for name, value in values.items():
             setattr(row, name, value)
@@ -178,10 +185,15 @@ def _write_interviews(
     if to_create:
         Interview.objects.bulk_create(to_create)
     if to_update:
-        Interview.objects.bulk_update(to_update, [*INTERVIEW_DATA_FIELDS, "updated_at"])
+        Interview.objects.bulk_update(
+            to_update, [*INTERVIEW_DATA_FIELDS, "updated_at", "deleted_at", "deletion_source"]
+        )
     changes = [InterviewChange(row, "created") for row in to_create]
     changes += [
-        InterviewChange(row, "deleted" if row.is_deleted else "updated") for row in to_update
+        InterviewChange(
+            row, "restored" if row.pk in restored else "deleted" if row.is_deleted else "updated"
+        )
+        for row in to_update
     ]
     _announce(changes, source)
     return changes
@@ -190,20 +202,30 @@ def _write_interviews(
 def mark_interview_deleted(
     account: Account, remote_id: int, *, source: Source
 ) -> InterviewChange | None:
-    """Mark one interview deleted (sticky). A delete seen before any data leaves a
-    tombstone row, so a late create or update cannot bring the interview back."""
+    """Mark one interview deleted, as Big Interview said (sticky). A delete seen before
+    any data leaves a tombstone row, so a late create or update cannot bring the
+    interview back."""
     now = timezone.now()
     row = Interview.objects.filter(account=account, remote_id=remote_id).first()
     if row is None:
         row = Interview.objects.create(
-            account=account, remote_id=remote_id, deleted_at=now, updated_at=now
+            account=account,
+            remote_id=remote_id,
+            deleted_at=now,
+            deletion_source=source,
+            updated_at=now,
         )
     elif row.is_deleted:
+        if row.deletion_source != source and source == "webhook":
+            # The sync had only inferred it: now it is certain, and sticky.
+            row.deletion_source = source
+            row.save(update_fields=["deletion_source"])
         return None
     else:
         row.deleted_at = now
+        row.deletion_source = source
         row.updated_at = now
-        row.save(update_fields=["deleted_at", "updated_at"])
+        row.save(update_fields=["deleted_at", "deletion_source", "updated_at"])
     change = InterviewChange(row, "deleted")
     _announce([change], source)
     return change
@@ -229,11 +251,12 @@ def _mark_deleted(rows: list[Interview]) -> list[InterviewChange]:
     if not rows:
         return []
     now = timezone.now()
-    Interview.objects.filter(pk__in=[row.pk for row in rows]).update(deleted_at=now, updated_at=now)
+    Interview.objects.filter(pk__in=[row.pk for row in rows]).update(
+        deleted_at=now, deletion_source="sync", updated_at=now
+    )
     changes = []
     for row in rows:
-        row.deleted_at = now
-        row.updated_at = now
+        row.deleted_at, row.deletion_source, row.updated_at = now, "sync", now
         changes.append(InterviewChange(row, "deleted"))
     _announce(changes, "sync")
     return changes

@@ -150,8 +150,10 @@ class TrackStep(models.Model):
 class Interview(models.Model):
     """A mock interview of an account. ``raw`` keeps the API object as last received.
 
-    ``deleted_at`` is sticky: once Big Interview said the interview is gone, no later (or
-    late, older) update brings it back.
+    ``deleted_at`` is sticky once Big Interview said the interview is gone (a webhook): no
+    later, or late and older, update brings it back. A deletion the sync only inferred
+    (the interview was missing from a listing) is undone by a later listing that shows it
+    again; ``deletion_source`` tells the two apart.
     """
 
     account = models.ForeignKey(
@@ -167,6 +169,13 @@ class Interview(models.Model):
     review_path = models.CharField(_("review link"), max_length=500, blank=True)
     retake_path = models.CharField(_("retake link"), max_length=500, blank=True)
     deleted_at = models.DateTimeField(_("deleted at"), null=True, blank=True)
+    deletion_source = models.CharField(
+        _("deleted by"),
+        max_length=10,
+        blank=True,
+        default="",
+        choices=[("webhook", _("webhook")), ("sync", _("sync (missing from a listing)"))],
+    )
     raw = models.JSONField(_("API object"), default=dict, blank=True)
     updated_at = models.DateTimeField(_("updated locally at"), default=timezone.now)
 

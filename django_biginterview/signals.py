@@ -16,7 +16,8 @@ token_refreshed = Signal()
 webhook_received = Signal()
 
 #: A mirrored interview changed locally. kwargs: ``interview``, ``change`` (``"created"``,
-#: ``"updated"`` or ``"deleted"``) and ``source`` (``"webhook"`` or ``"sync"``).
+#: ``"updated"``, ``"deleted"``, or ``"restored"`` when a sync lists again an interview an
+#: earlier sync had taken for deleted) and ``source`` (``"webhook"`` or ``"sync"``).
 interview_changed = Signal()
 
 #: An account's tracks or steps changed during a sync. kwargs: ``account``.

@@ -62,3 +62,73 @@ def test_a_sync_never_brings_older_data() -> None:
     row = Interview.objects.get()
     assert row.completed is True
     assert row.remote_updated_at == datetime(2015, 5, 19, tzinfo=UTC)
+
+
+# --- deletions: Big Interview's are sticky, the sync's inferences are not ----------------
+
+
+def listing(account, interviews: list[APIInterview]) -> list[mirror.InterviewChange]:
+    """Apply a full listing, as a sync fetched after every local write."""
+    with transaction.atomic():
+        upserted, deleted = mirror.sync_interviews(
+            mirror.lock_account(account.pk),
+            interviews,
+            snapshot_started_at=datetime(2100, 1, 1, tzinfo=UTC),
+        )
+    return upserted + deleted
+
+
+def announced(changes: list[mirror.InterviewChange]) -> list[tuple[int, str]]:
+    return [(change.interview.remote_id, change.change) for change in changes]
+
+
+def test_a_deletion_the_sync_inferred_is_undone_when_a_listing_shows_the_interview() -> None:
+    account = AccountFactory()
+    data = api_interview(completed=True)
+    upsert(account, data, "webhook")
+
+    assert announced(listing(account, [])) == [(95607, "deleted")]  # missing: deleted
+    row = Interview.objects.get()
+    assert (row.is_deleted, row.deletion_source) == (True, "sync")
+
+    assert announced(listing(account, [data])) == [(95607, "restored")]
+    row.refresh_from_db()
+    assert (row.deleted_at, row.deletion_source, row.completed) == (None, "", True)
+
+
+def test_a_deletion_big_interview_announced_stays_whatever_a_listing_says() -> None:
+    account = AccountFactory()
+    data = api_interview(completed=True)
+    upsert(account, data, "webhook")
+    with transaction.atomic():
+        mirror.mark_interview_deleted(mirror.lock_account(account.pk), 95607, source="webhook")
+
+    listing(account, [api_interview(completed=True, updated_at="2099-01-01T00:00:00Z")])
+
+    row = Interview.objects.get()
+    assert (row.is_deleted, row.deletion_source) == (True, "webhook")
+
+
+def test_a_webhook_delete_makes_an_inferred_deletion_sticky() -> None:
+    account = AccountFactory()
+    data = api_interview(completed=False)
+    upsert(account, data, "webhook")
+    listing(account, [])
+    with transaction.atomic():
+        again = mirror.mark_interview_deleted(
+            mirror.lock_account(account.pk), 95607, source="webhook"
+        )
+    assert again is None  # already deleted: nothing announced twice
+
+    assert listing(account, [data]) == []
+    assert Interview.objects.get().deletion_source == "webhook"
+
+
+def test_only_a_listing_undoes_an_inferred_deletion_not_a_webhook_update() -> None:
+    account = AccountFactory()
+    upsert(account, api_interview(completed=False), "webhook")
+    listing(account, [])
+
+    upsert(account, api_interview(completed=True, updated_at="2099-01-01T00:00:00Z"), "webhook")
+
+    assert Interview.objects.get().is_deleted
