@@ -194,3 +194,24 @@ def test_staff_filter_with_an_impossible_partner_id_finds_nothing(
     response = staff_client.get(reverse(f"biginterview:{route}"), {"partner_id": partner_id})
     assert response.status_code == 200
     assert response.json()["count"] == 0
+
+
+def documented_statuses(client: Client, path: str) -> set[int]:
+    schema = client.get(reverse("biginterview:api-schema"), {"format": "json"}).json()
+    return {int(code) for code in schema["paths"][path]["get"]["responses"]}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_answer_the_api_gives_is_in_its_schema(account, staff_client, client, route) -> None:
+    """What a schema-driven client (or schemathesis) sees must be documented: success,
+    anonymous, not allowed (staff routes), and no such page or account."""
+    path = reverse(f"biginterview:{route}")
+    staff = route not in ("api-me", "api-me-interviews")
+    seen = {
+        client.get(path).status_code,  # anonymous
+        logged_in(account.user).get(path).status_code,  # 403 on staff routes, else 200
+        (staff_client if staff else logged_in(account.user)).get(path).status_code,
+        (staff_client if staff else logged_in(UserFactory())).get(path, {"page": 999}).status_code,
+    }
+    assert 404 in seen and 200 in seen
+    assert seen <= documented_statuses(client, path)

@@ -1,11 +1,12 @@
-"""OpenAPI description of the webhook receiver, whose body no serializer handles.
-
-The receiver validates the raw body itself (``webhooks.parse_delivery``); these
-serializers only tell the schema (``api/schema/``) what Big Interview sends and what it
-gets back.
+"""OpenAPI descriptions the views cannot infer: the webhook receiver, whose body no
+serializer handles (it validates the raw body itself, ``webhooks.parse_delivery``), and
+the error answers of the REST API. These serializers only tell the schema
+(``api/schema/``) what is sent and answered.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -50,6 +51,28 @@ class ErrorSerializer(serializers.Serializer[dict]):
 
 def _error(description: str) -> OpenApiResponse:
     return OpenApiResponse(ErrorSerializer, description=description)
+
+
+class DetailSerializer(serializers.Serializer[dict]):
+    """DRF's error body."""
+
+    detail = serializers.CharField()
+
+
+def api_responses(ok: Any, *, not_found: str) -> dict[int, Any]:
+    """The answers of a REST API view: ``ok`` (200) and the errors DRF gives."""
+    return {
+        200: ok,
+        401: OpenApiResponse(
+            DetailSerializer,
+            description="Not signed in, when the project's first authentication class asks "
+            "for credentials (Basic, token); with session authentication first, 403.",
+        ),
+        403: OpenApiResponse(
+            DetailSerializer, description="Not signed in (session), or not allowed."
+        ),
+        404: OpenApiResponse(DetailSerializer, description=not_found),
+    }
 
 
 webhook_schema = extend_schema(

@@ -20,6 +20,7 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 
 from ..models import Account, Interview, Track, TrackStep
 from ..validators import is_valid_partner_id
+from .schema import api_responses
 from .serializers import (
     AccountSummarySerializer,
     InterviewSerializer,
@@ -51,6 +52,16 @@ def accounts_with_progress() -> QuerySet[Account]:
     ).prefetch_related(tracks_with_steps())
 
 
+NO_SUCH_PAGE = "No such page."
+
+
+@extend_schema_view(
+    get=extend_schema(
+        responses=api_responses(
+            AccountSummarySerializer, not_found="The user has not practised yet (no account)."
+        )
+    )
+)
 class MeView(generics.RetrieveAPIView):
     """The signed-in user's Big Interview account, tracks and steps (404 before the user
     first practised)."""
@@ -66,6 +77,9 @@ class MeView(generics.RetrieveAPIView):
         return account
 
 
+@extend_schema_view(
+    get=extend_schema(responses=api_responses(InterviewSerializer, not_found=NO_SUCH_PAGE))
+)
 class MeInterviewsView(generics.ListAPIView):
     """The signed-in user's interviews, most recently updated first; deleted ones left out."""
 
@@ -94,7 +108,12 @@ class PartnerIdFilterMixin:
         return queryset
 
 
-@extend_schema_view(get=extend_schema(parameters=[PARTNER_ID_PARAMETER]))
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[PARTNER_ID_PARAMETER],
+        responses=api_responses(StaffAccountSerializer, not_found=NO_SUCH_PAGE),
+    )
+)
 class AccountListView(PartnerIdFilterMixin, generics.ListAPIView):
     """Staff only: every account with progress and sync state."""
 
@@ -106,7 +125,12 @@ class AccountListView(PartnerIdFilterMixin, generics.ListAPIView):
         return self.filter_partner_id(accounts_with_progress().order_by("-created_at", "-pk"))
 
 
-@extend_schema_view(get=extend_schema(parameters=[PARTNER_ID_PARAMETER]))
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[PARTNER_ID_PARAMETER],
+        responses=api_responses(StaffInterviewSerializer, not_found=NO_SUCH_PAGE),
+    )
+)
 class InterviewListView(PartnerIdFilterMixin, generics.ListAPIView):
     """Staff only: interviews of every account (deleted ones included, with
     ``deleted_at``), most recently updated first."""
@@ -121,7 +145,12 @@ class InterviewListView(PartnerIdFilterMixin, generics.ListAPIView):
         return self.filter_partner_id(queryset)
 
 
-@extend_schema_view(get=extend_schema(parameters=[PARTNER_ID_PARAMETER]))
+@extend_schema_view(
+    get=extend_schema(
+        parameters=[PARTNER_ID_PARAMETER],
+        responses=api_responses(StaffTrackSerializer, not_found=NO_SUCH_PAGE),
+    )
+)
 class TrackListView(PartnerIdFilterMixin, generics.ListAPIView):
     """Staff only: tracks with their steps."""
 
