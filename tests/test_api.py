@@ -212,6 +212,34 @@ def test_every_answer_the_api_gives_is_in_its_schema(account, staff_client, clie
         logged_in(account.user).get(path).status_code,  # 403 on staff routes, else 200
         (staff_client if staff else logged_in(account.user)).get(path).status_code,
         (staff_client if staff else logged_in(UserFactory())).get(path, {"page": 999}).status_code,
+        (staff_client if staff else logged_in(account.user))
+        .get(path, {"page_size": "x"})
+        .status_code,
     }
     assert 404 in seen and 200 in seen
     assert seen <= documented_statuses(client, path)
+
+
+@pytest.mark.parametrize(
+    ("page_size", "status", "shown"),
+    [("5", 200, 5), ("500", 200, 100), ("0", 400, None), ("-3", 400, None), ("ten", 400, None)],
+)
+def test_page_size_is_honoured_capped_or_refused(account, page_size, status, shown) -> None:
+    for minutes in range(110):
+        InterviewFactory(
+            account=account, remote_updated_at=timezone.now() - timedelta(minutes=minutes)
+        )
+    response = logged_in(account.user).get(
+        reverse("biginterview:api-me-interviews"), {"page_size": page_size}
+    )
+    assert response.status_code == status
+    if shown is None:
+        assert response.json() == {"page_size": ["Must be a positive integer."]}
+    else:
+        assert len(response.json()["results"]) == shown
+
+
+def test_the_schema_leaves_itself_out(client) -> None:
+    paths = client.get(reverse("biginterview:api-schema"), {"format": "json"}).json()["paths"]
+    assert reverse("biginterview:api-schema") not in paths
+    assert reverse("biginterview:api-me") in paths

@@ -12,25 +12,62 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
 
-class WebhookObjectSerializer(serializers.Serializer[dict]):
-    id = serializers.CharField(max_length=255, help_text="Unique id of this notification.")
-    event_name = serializers.CharField(
-        max_length=100,
-        help_text="interview.created, interview.updated or interview.deleted; others are "
-        "stored and ignored.",
-    )
-    partner_id = serializers.CharField(max_length=64, help_text="The user the event is about.")
-    api_id = serializers.CharField(
-        required=False, allow_null=True, help_text="Id of the object (integer or string)."
-    )
-    api_type = serializers.CharField(required=False, allow_null=True)
-    api_object = serializers.JSONField(
-        required=False, allow_null=True, help_text="The interview; null for deletes."
-    )
+def _text(max_length: int, description: str) -> dict[str, Any]:
+    """A required string that is not blank (``parse_delivery`` refuses blank ones)."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max_length,
+        "pattern": r"\S",
+        "description": description,
+    }
 
 
-class WebhookDeliverySerializer(serializers.Serializer[dict]):
-    webhook = WebhookObjectSerializer()
+_OPTIONAL_TEXT = {"type": "string", "nullable": True}
+
+#: The delivery as ``webhooks.parse_delivery`` accepts it (a raw schema: ``api_id`` may be
+#: an integer or a string, which no serializer field expresses).
+WEBHOOK_DELIVERY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["webhook"],
+    "properties": {
+        "webhook": {
+            "type": "object",
+            "required": ["id", "event_name", "partner_id"],
+            "properties": {
+                "id": _text(255, "Unique id of this notification (retries repeat it)."),
+                "event_name": _text(
+                    100,
+                    "interview.created, interview.updated (api_object required) or "
+                    "interview.deleted (api_id required); other events are stored and ignored.",
+                ),
+                "partner_id": _text(64, "The user the event is about."),
+                "api_id": {
+                    "oneOf": [
+                        {"type": "integer"},
+                        {"type": "string", "maxLength": 100},
+                    ],
+                    "nullable": True,
+                    "description": "Id of the object (documented as an integer, sent as a string).",
+                },
+                "api_type": {**_OPTIONAL_TEXT, "maxLength": 100},
+                "api_object": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "The interview (null for deletes): id, title, "
+                    "interviewer_name, category, completed, created_at, updated_at, links.",
+                    "properties": {
+                        "id": {"type": "integer", "minimum": 0},
+                        "title": _OPTIONAL_TEXT,
+                        "completed": {"type": "boolean", "nullable": True},
+                        "created_at": {**_OPTIONAL_TEXT, "format": "date-time"},
+                        "updated_at": {**_OPTIONAL_TEXT, "format": "date-time"},
+                    },
+                },
+            },
+        }
+    },
+}
 
 
 class WebhookAnswerSerializer(serializers.Serializer[dict]):
@@ -59,10 +96,20 @@ class DetailSerializer(serializers.Serializer[dict]):
     detail = serializers.CharField()
 
 
-def api_responses(ok: Any, *, not_found: str) -> dict[int, Any]:
+class PageSizeErrorSerializer(serializers.Serializer[dict]):
+    page_size = serializers.ListField(child=serializers.CharField())
+
+
+def api_responses(ok: Any, *, not_found: str, paginated: bool = True) -> dict[int, Any]:
     """The answers of a REST API view: ``ok`` (200) and the errors DRF gives."""
+    invalid = {
+        400: OpenApiResponse(
+            PageSizeErrorSerializer, description="page_size is not a positive integer."
+        )
+    }
     return {
         200: ok,
+        **(invalid if paginated else {}),
         401: OpenApiResponse(
             DetailSerializer,
             description="Not signed in, when the project's first authentication class asks "
@@ -86,7 +133,7 @@ webhook_schema = extend_schema(
     ),
     tags=["webhooks"],
     auth=[],
-    request={"application/json": WebhookDeliverySerializer},
+    request={"application/json": WEBHOOK_DELIVERY_SCHEMA},
     responses={
         200: OpenApiResponse(WebhookAnswerSerializer, description="Stored, or stored before."),
         400: _error("Malformed JSON or a missing or mistyped field (the message names it)."),

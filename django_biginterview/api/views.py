@@ -14,7 +14,9 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import generics
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 
@@ -35,9 +37,38 @@ PARTNER_ID_PARAMETER = OpenApiParameter(
 
 
 class Pagination(PageNumberPagination):
+    """``?page=`` and ``?page_size=`` (at most 100). A ``page_size`` that is not a
+    positive integer is a 400, not silently the default: the client asked for something
+    else than it gets."""
+
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def get_page_size(self, request: Any) -> int:
+        requested = request.query_params.get(self.page_size_query_param)
+        if requested is None:
+            return self.page_size
+        size = int(requested) if requested.isascii() and requested.isdigit() else 0
+        if size < 1:
+            raise ValidationError({self.page_size_query_param: ["Must be a positive integer."]})
+        return min(size, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["minimum"] = 1
+                parameter["description"] = (
+                    f"Results per page (default {self.page_size}; more than "
+                    f"{self.max_page_size} gives {self.max_page_size})."
+                )
+        return parameters
+
+
+@extend_schema(exclude=True)
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema, which leaves itself out (it is not part of the API)."""
 
 
 def tracks_with_steps() -> Prefetch:
@@ -58,7 +89,9 @@ NO_SUCH_PAGE = "No such page."
 @extend_schema_view(
     get=extend_schema(
         responses=api_responses(
-            AccountSummarySerializer, not_found="The user has not practised yet (no account)."
+            AccountSummarySerializer,
+            not_found="The user has not practised yet (no account).",
+            paginated=False,
         )
     )
 )
