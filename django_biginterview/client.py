@@ -351,14 +351,12 @@ def error_from_response(
         return NotFound(description, **kwargs)
     if status == 422:
         return ValidationError(description, **kwargs)
+    if status in (429, 503):
+        kwargs["retry_after"] = parse_retry_after(response.headers.get("Retry-After"))
     if status == 429:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return RateLimited(description, retry_after=retry_after, **kwargs)
+        return RateLimited(description, **kwargs)
     if status >= 500:
-        retry_after = (
-            parse_retry_after(response.headers.get("Retry-After")) if status == 503 else None
-        )
-        return ServerError(description, retry_after=retry_after, **kwargs)
+        return ServerError(description, **kwargs)
     return APIError(description, **kwargs)
 
 

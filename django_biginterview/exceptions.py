@@ -44,13 +44,12 @@ class APIError(BigInterviewError):
 
     ``status`` is the HTTP status (``None`` when no response arrived), ``error_type`` and
     ``error_message`` come from the documented ``{"error": {"type", "message"}}`` body when
-    the body had that shape.
+    the body had that shape; ``retry_after`` is the seconds Big Interview asked us to wait
+    (``Retry-After`` on a 429 or 503), if any.
     """
 
     #: Whether retrying the same request later may succeed.
     transient: bool = False
-    #: Seconds Big Interview asked us to wait (``Retry-After`` on a 429 or 503), if any.
-    retry_after: float | None = None
 
     def __init__(
         self,
@@ -59,12 +58,14 @@ class APIError(BigInterviewError):
         status: int | None = None,
         error_type: str | None = None,
         error_message: Any = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(description)
         self.description = description
         self.status = status
         self.error_type = error_type
         self.error_message = error_message
+        self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status!r}, error_type={self.error_type!r})"
@@ -116,20 +117,12 @@ class RateLimited(APIError):
 
     transient = True
 
-    def __init__(self, description: str, *, retry_after: float | None = None, **kwargs: Any):
-        super().__init__(description, **kwargs)
-        self.retry_after = retry_after
-
 
 class ServerError(APIError):
     """5xx from Big Interview or a proxy in front of it; a 503 may carry ``retry_after``
     (maintenance windows announce their end that way)."""
 
     transient = True
-
-    def __init__(self, description: str, *, retry_after: float | None = None, **kwargs: Any):
-        super().__init__(description, **kwargs)
-        self.retry_after = retry_after
 
 
 class UnexpectedResponse(APIError):
