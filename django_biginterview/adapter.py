@@ -1,9 +1,10 @@
 """Decisions a host project may want to change, in one swappable class.
 
 Point ``BIGINTERVIEW["ADAPTER"]`` at a subclass of :class:`DefaultAdapter` to change how a
-user's ``partner_id`` is derived or which profile is sent to Big Interview; no fork, no
-signal tangle. (``BIGINTERVIEW["PARTNER_ID_FUNCTION"]``, the dotted path of a callable taking
-the user, is a shortcut for the most common override.)
+user's ``partner_id`` is derived, which profile is sent to Big Interview, or by what key
+(an IP address) new anonymous accounts are counted; no fork, no signal tangle.
+(``BIGINTERVIEW["PARTNER_ID_FUNCTION"]``, the dotted path of a callable taking the user, is
+a shortcut for the most common override.)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 
@@ -81,6 +83,17 @@ class DefaultAdapter:
             last_name=(last_name or self.fallback_last_name)[:100],
             email=email,
         )
+
+    def anonymous_rate_key(self, request: HttpRequest) -> str | None:
+        """What the ``ANONYMOUS_ACCOUNTS_PER_RATE_KEY`` quota counts new anonymous accounts
+        by, usually the visitor's IP address; ``None`` (the default) for no such quota.
+
+        The app never reads ``X-Forwarded-For``: only the host knows which proxies it
+        trusts. Return ``request.META["REMOTE_ADDR"]`` when clients connect directly, or
+        the address your trusted proxy setup derives (e.g. the last hop your load balancer
+        appends). A value the client can choose freely defeats the quota.
+        """
+        return None
 
 
 def get_adapter() -> DefaultAdapter:

@@ -5,22 +5,38 @@ No SSO token or key is ever shown.
 
 from __future__ import annotations
 
+import calendar
 import json
-from typing import Any
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.admin.filters import DateFieldListFilter, FieldListFilter, ListFilter
+from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.paginator import Paginator
+from django.db import connections, router
+from django.db.models import Field, Max, Min, Prefetch, Q, QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import tasks, webhooks
+from . import tasks, webhook_processing
+from .api.views import with_interview_counts
 from .models import Account, Interview, SyncRun, Track, TrackStep, WebhookEvent
+from .webhooks import KNOWN_EVENTS
 
 
 class ReadOnlyMixin:
@@ -37,7 +53,246 @@ class ReadOnlyMixin:
         return False
 
 
+#: A changelist of more rows than this, on PostgreSQL, shows the planner's estimate of
+#: its size instead of counting it (``EstimatedCountPaginator``).
+EXACT_COUNT_UP_TO = 10_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """Counts up to ``EXACT_COUNT_UP_TO`` rows; past that, on PostgreSQL, takes the
+    planner's estimate of the rows (``EXPLAIN``, from the statistics ANALYZE keeps).
+
+    ``COUNT(*)`` reads every row it counts: on a million-row table, an unfiltered list
+    or a filter that keeps most rows costs more to count than to show. Here the count
+    stops after ``EXACT_COUNT_UP_TO + 1`` rows (a LIMIT ends the scan), so searches and
+    narrow filters still get their exact count; a bigger list gets the estimate, never
+    less than the rows already seen, and ``estimated`` tells the page to say so. Other
+    databases count exactly. An estimate can be off, so the last page link may lead
+    past the end (the admin then redirects to the unfiltered first page): old rows are
+    reached through filters and date links, not page numbers.
+    """
+
+    estimated = False
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if not isinstance(queryset, QuerySet) or connections[queryset.db].vendor != "postgresql":
+            return int(super().count)
+        seen = queryset.order_by()[: EXACT_COUNT_UP_TO + 1].count()
+        if seen <= EXACT_COUNT_UP_TO:
+            return seen
+        self.estimated = True
+        return max(planned_rows(queryset), seen)
+
+
+def planned_rows(queryset: QuerySet[Any]) -> int:
+    """How many rows PostgreSQL's planner expects ``queryset`` to return."""
+    sql, params = queryset.order_by().query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        explained = cursor.fetchone()[0]
+    plan = json.loads(explained) if isinstance(explained, str) else explained
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def as_date(value: date | datetime | None) -> date | None:
+    """The (local) calendar day of a date or datetime."""
+    if isinstance(value, datetime):
+        return (timezone.localtime(value) if timezone.is_aware(value) else value).date()
+    return value
+
+
+class AppChangeList(ChangeList):
+    """Django's changelist, with date-hierarchy links that never read the table.
+
+    Django draws the year, month and day links from a ``DISTINCT`` over every filtered
+    row, after a MIN/MAX that, with a selective search, walks the date index end to end.
+    Here they are the calendar between the oldest and newest value of the admin's whole
+    queryset (two index lookups): a period without rows keeps its link, which then shows
+    an empty list. ``admin/biginterview/change_list.html`` renders them with Django's
+    ``date_hierarchy.html``; the filtering itself is Django's (a bounded range).
+    """
+
+    @cached_property
+    def date_navigation(self) -> dict[str, Any]:
+        name = self.date_hierarchy
+        field = get_fields_from_path(self.model, name)[-1]
+        bounds = self.root_queryset.order_by().aggregate(first=Min(name), last=Max(name))
+        first, last = as_date(bounds["first"]), as_date(bounds["last"])
+        year, month, day = (
+            int(self.params[key]) if self.params.get(key) else None
+            for key in (f"{name}__year", f"{name}__month", f"{name}__day")
+        )
+        if year is None and first and last and first.year == last.year:
+            # As Django does: one year (or one month) of data opens at that level.
+            year = first.year
+            month = first.month if first.month == last.month else None
+
+        def link(**parts: int) -> str:
+            return str(
+                self.get_query_string(
+                    {f"{name}__{part}": value for part, value in parts.items()}, [f"{name}__"]
+                )
+            )
+
+        def shown(start: date, end: date) -> bool:
+            return first is not None and last is not None and start <= last and end >= first
+
+        navigation: dict[str, Any] = {"back": None, "choices": [], "field_name": field.verbose_name}
+        if year and month and day:
+            picked = date(year, month, day)
+            navigation["back"] = {
+                "link": link(year=year, month=month),
+                "title": capfirst(date_format(picked, "YEAR_MONTH_FORMAT")),
+            }
+            navigation["choices"] = [{"title": capfirst(date_format(picked, "MONTH_DAY_FORMAT"))}]
+        elif year and month:
+            navigation["back"] = {"link": link(year=year), "title": str(year)}
+            days = (date(year, month, d) for d in range(1, calendar.monthrange(year, month)[1] + 1))
+            navigation["choices"] = [
+                {
+                    "link": link(year=year, month=month, day=d.day),
+                    "title": capfirst(date_format(d, "MONTH_DAY_FORMAT")),
+                }
+                for d in days
+                if shown(d, d)
+            ]
+        elif year:
+            navigation["back"] = {"link": link(), "title": gettext("All dates")}
+            navigation["choices"] = [
+                {
+                    "link": link(year=year, month=m),
+                    "title": capfirst(date_format(date(year, m, 1), "YEAR_MONTH_FORMAT")),
+                }
+                for m in range(1, 13)
+                if shown(date(year, m, 1), date(year, m, calendar.monthrange(year, m)[1]))
+            ]
+        elif first and last:
+            navigation["choices"] = [
+                {"link": link(year=y), "title": str(y)} for y in range(first.year, last.year + 1)
+            ]
+        return navigation
+
+
+def search_value(field: Field[Any, Any], term: str) -> Any:
+    """``term`` as ``field`` holds it, or None when the field cannot hold it (not a
+    number, not a valid partner id, a NUL character): then no row can match."""
+    formfield = field.formfield()
+    try:
+        value = field.to_python(term) if formfield is None else formfield.clean(term)
+        field.run_validators(value)
+    except ValidationError:
+        return None
+    return value
+
+
 class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The base of every ModelAdmin of this app: read-only, and the URL filters only
+    through the declared ``list_filter`` and ``date_hierarchy``.
+
+    A page costs about the same on a table of a million rows as on a small one: no count
+    of the unfiltered rows beside the filtered ones (``show_full_result_count``), no
+    exact count past ten thousand rows (``EstimatedCountPaginator``), date-hierarchy
+    links without a ``DISTINCT`` (``AppChangeList``), and searches that are exact
+    matches, through the indexes (``get_search_results``).
+
+    Django's default ``lookup_allowed`` accepts any lookup on a model's own fields, so a
+    staff user with only the view permission could ask ``?sso_token__startswith=ab`` and
+    read a secret one character at a time from "1 account" or "0 results". Here every
+    other query parameter is refused with a 400 (``DisallowedModelAdminLookup``). The
+    parameters Django itself reads (``o``, ``p``, ``q``, ``all``, ``e``, ``_popup``,
+    ``_to_field``, ``_facets``) never reach ``lookup_allowed``. A subclass names its
+    secret columns in ``secret_fields`` and keeps them out of ``list_display``,
+    ``search_fields``, ``list_filter`` and ordering.
+    """
+
+    #: Columns that no ``?_to_field=`` may reference (a popup would show their values).
+    secret_fields: tuple[str, ...] = ()
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    changelist_class: type[AppChangeList] = AppChangeList
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[AppChangeList]:
+        return self.changelist_class
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """Rows where any search field equals the whole search term. Each search field
+        names its lookup: ``partner_id__exact``, or ``user__email__iexact`` for a column
+        no index serves anyway.
+
+        Django's ``=field`` compares ``UPPER(column) = UPPER(term)``, which no index
+        serves, and ORs the fields across joins, which keeps the planner off the indexes
+        it has. Here a field of a related model is looked up there first and becomes
+        ``relation IN (ids)``, so the OR stays on this table's indexes; a field that
+        cannot hold the term is left out.
+        """
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q(pk__in=[])
+        for name in self.get_search_fields(request):
+            match = self._exact_match(name, term)
+            if match is not None:
+                condition |= match
+        return queryset.filter(condition), False
+
+    def _exact_match(self, name: str, term: str) -> Q | None:
+        path, _sep, lookup = name.rpartition(LOOKUP_SEP)
+        if lookup not in ("exact", "iexact"):
+            raise ImproperlyConfigured(
+                f"{type(self).__name__}.search_fields: {name!r} must end in __exact or __iexact."
+            )
+        fields = get_fields_from_path(self.model, path)
+        value = search_value(fields[-1], term)
+        if value is None:
+            return None
+        if len(fields) == 1:
+            return Q(**{name: value})
+        # A forward relation to a primary key (``account__partner_id__exact``).
+        relation = fields[0]
+        related_model = cast("type[Any]", relation.related_model)
+        related = related_model._default_manager.filter(**{name.split(LOOKUP_SEP, 1)[1]: value})
+        return Q(**{f"{relation.name}__in": list(related.values_list("pk", flat=True))})
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        return lookup in self.filter_parameters(request)
+
+    def filter_parameters(self, request: HttpRequest) -> set[str]:
+        """The query parameters the declared filters and date hierarchy read."""
+        parameters: set[str] = set()
+        for item in self.get_list_filter(request):
+            # Built as Django's ChangeList builds them, with no parameters given.
+            spec: ListFilter
+            if isinstance(item, type):
+                spec = item(request, {}, self.model, self)
+            elif isinstance(item, list | tuple):  # (field, FieldListFilter subclass)
+                field, factory = cast("tuple[Field[Any, Any] | str, type[FieldListFilter]]", item)
+                spec = self._field_filter(request, field, factory)
+            else:
+                spec = self._field_filter(request, item, FieldListFilter.create)
+            parameters.update(name for name in spec.expected_parameters() if name)
+        if self.date_hierarchy:
+            parameters.update(f"{self.date_hierarchy}__{part}" for part in ("year", "month", "day"))
+        return parameters
+
+    def _field_filter(
+        self,
+        request: HttpRequest,
+        field: Field[Any, Any] | str,
+        factory: Callable[..., FieldListFilter],
+    ) -> FieldListFilter:
+        field_path = None
+        if isinstance(field, str):
+            field_path = field
+            field = get_fields_from_path(self.model, field_path)[-1]
+        return factory(field, request, {}, self.model, self, field_path=field_path)
+
+    def to_field_allowed(self, request: HttpRequest, to_field: str) -> bool:
+        return to_field not in self.secret_fields and super().to_field_allowed(request, to_field)
+
     def has_model_change_permission(self, request: HttpRequest) -> bool:
         """The model's change permission, which the actions that write (sync, replay)
         require although no form may change a row."""
@@ -111,6 +366,73 @@ class DeletedFilter(DateIsSetFilter):
     date_field = "deleted_at"
 
 
+#: At most this many categories are offered; ``?category=`` takes any.
+CATEGORY_CHOICES = 100
+
+#: A loose index scan; ``{table}``/``{column}`` are quoted names from a model's _meta.
+LOOSE_INDEX_SCAN = """
+WITH RECURSIVE walk(value, n) AS (
+    SELECT MIN({column}), 1 FROM {table} WHERE {column} > ''
+    UNION ALL
+    SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > walk.value), walk.n + 1
+    FROM walk WHERE walk.value IS NOT NULL AND walk.n < %s
+)
+SELECT value FROM walk WHERE value IS NOT NULL
+"""
+
+
+def distinct_values(model: type[Any], field_name: str, limit: int) -> list[str]:
+    """The first ``limit`` distinct non-empty values of an indexed text column, in order.
+
+    Each step asks the index for the next value above the last one, so it costs one
+    index probe per value where ``SELECT DISTINCT`` reads every row (PostgreSQL 15 and
+    SQLite do not skip-scan an index on their own).
+    """
+    connection = connections[router.db_for_read(model)]
+    quote = connection.ops.quote_name
+    names = {
+        "{table}": quote(model._meta.db_table),
+        "{column}": quote(model._meta.get_field(field_name).column),
+    }
+    sql = LOOSE_INDEX_SCAN
+    for placeholder, name in names.items():
+        sql = sql.replace(placeholder, name)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+class CategoryFilter(admin.SimpleListFilter):
+    """Interviews of one category. The choices come from the category index
+    (``distinct_values``), not from a ``DISTINCT`` over every interview."""
+
+    title = _("category")
+    parameter_name = "category"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(c, c) for c in distinct_values(Interview, "category", CATEGORY_CHOICES)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset if value is None else queryset.filter(category=value)
+
+
+class EventNameFilter(admin.SimpleListFilter):
+    """Events of one ``event_name``: the choices are the events this app handles, not a
+    ``DISTINCT`` over every event; ``?event_name=`` takes any name (an unknown event is
+    also ``ignored``, with its reason)."""
+
+    title = _("event")
+    parameter_name = "event_name"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in sorted(KNOWN_EVENTS)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset if value is None else queryset.filter(event_name=value)
+
+
 class TrackInline(ReadOnlyMixin, admin.TabularInline):
     """The account's tracks, each with a read-only summary of its steps."""
 
@@ -162,11 +484,22 @@ class RecentInterviewInline(ReadOnlyMixin, admin.TabularInline):
     show_change_link = True
 
 
+class AccountChangeList(AppChangeList):
+    """Counts the live interviews of the listed accounts only, as the staff API does: an
+    annotation on the changelist's queryset would count every account's interviews
+    before the page is cut, and again for the paginator."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        self.result_list = with_interview_counts(list(self.result_list))
+
+
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
     """Accounts with their track progress, interview count and sync state. The SSO token
     is never shown. "Sync now" enqueues the same task the webhook follow-up uses."""
 
+    secret_fields = ("sso_token",)
     list_display = (
         "partner_id",
         "user",
@@ -195,19 +528,27 @@ class AccountAdmin(ReadOnlyAdmin):
     inlines = (TrackInline, RecentInterviewInline)
     actions = ["sync_now"]
     ordering = ("-created_at", "-pk")
+    changelist_class = AccountChangeList
+    search_help_text = _("An exact partner id, username or email address.")
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
+        """The partner id and the user's username (both unique, so indexed) and email
+        (case-insensitive: the user table has no index on it to lose)."""
         user_model = get_user_model()
-        names = {user_model.USERNAME_FIELD, user_model.get_email_field_name()}
         user_fields = {f.name for f in user_model._meta.get_fields()}
-        return ("=partner_id", *(f"user__{n}" for n in sorted(names) if n in user_fields))
+        lookups = [
+            (user_model.USERNAME_FIELD, "exact"),
+            (user_model.get_email_field_name(), "iexact"),
+        ]
+        return (
+            "partner_id__exact",
+            *(f"user__{n}__{lookup}" for n, lookup in dict(lookups).items() if n in user_fields),
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
-        live = Q(interviews__deleted_at__isnull=True)
         return (
             super()
             .get_queryset(request)
-            .annotate(interview_count=Count("interviews", filter=live))
             .prefetch_related(Prefetch("tracks", queryset=Track.objects.order_by("position")))
         )
 
@@ -217,7 +558,8 @@ class AccountAdmin(ReadOnlyAdmin):
             mark_safe("<br>"), "{}", ((progress_bar(t),) for t in obj.tracks.all())
         )
 
-    @admin.display(description=_("interviews"), ordering="interview_count")
+    # Not sortable: ordering by it would count every account's interviews.
+    @admin.display(description=_("interviews"))
     def interview_count(self, obj: Account) -> int:
         return getattr(obj, "interview_count", 0)
 
@@ -258,7 +600,8 @@ class TrackAdmin(ReadOnlyAdmin):
     list_display = ("title", "account_link", "progress_bar", "updated_at")
     list_select_related = ("account",)
     list_filter = ("title",)
-    search_fields = ("=account__partner_id", "title")
+    search_fields = ("account__partner_id__exact",)
+    search_help_text = _("An exact partner id.")
     inlines = (TrackStepInline,)
 
     @admin.display(description=_("account"), ordering="account__partner_id")
@@ -270,8 +613,13 @@ class TrackAdmin(ReadOnlyAdmin):
         return progress_bar(obj)
 
 
+#: The prefix of a title search in the interviews' changelist.
+TITLE_SEARCH = "title:"
+
+
 @admin.register(Interview)
 class InterviewAdmin(ReadOnlyAdmin):
+    secret_fields = ("raw",)
     list_display = (
         "__str__",
         "account_link",
@@ -281,10 +629,21 @@ class InterviewAdmin(ReadOnlyAdmin):
         "remote_updated_at",
     )
     list_select_related = ("account",)
-    list_filter = ("completed", DeletedFilter, "category")
-    search_fields = ("title", "=account__partner_id", "=remote_id")
+    list_filter = (
+        "completed",
+        DeletedFilter,
+        CategoryFilter,
+        ("remote_updated_at", DateFieldListFilter),
+    )
+    search_fields = ("account__partner_id__exact", "remote_id__exact")
+    search_help_text = _(
+        "An exact partner id or interview id. Start with “title:” to search titles "
+        "(slow: it reads every interview)."
+    )
     date_hierarchy = "remote_updated_at"
     ordering = ("-remote_updated_at", "-pk")
+    # Facet counts would count every interview once per filter choice.
+    show_facets = admin.ShowFacets.NEVER
     fields = (
         "account",
         "remote_id",
@@ -303,6 +662,16 @@ class InterviewAdmin(ReadOnlyAdmin):
     )
     readonly_fields = ("raw_pretty",)
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """Exact ids, or a part of a title after ``title:``: no index serves a substring
+        search, so it is asked for, not run beside every id search."""
+        term = search_term.strip()
+        if term[: len(TITLE_SEARCH)].lower() == TITLE_SEARCH:
+            return queryset.filter(title__icontains=term[len(TITLE_SEARCH) :].strip()), False
+        return super().get_search_results(request, queryset, search_term)
+
     @admin.display(description=_("account"), ordering="account__partner_id")
     def account_link(self, obj: Interview) -> SafeString:
         return account_link(obj.account)
@@ -320,26 +689,38 @@ class InterviewAdmin(ReadOnlyAdmin):
 class SyncRunAdmin(ReadOnlyAdmin):
     list_display = (
         "started_at",
-        "finished_at",
+        "state_display",
         "duration_display",
         "accounts_total",
         "accounts_synced",
         "accounts_failed",
         "accounts_skipped",
+        "accounts_lost",
         "failures_summary",
     )
     date_hierarchy = "started_at"
     fields = (
         "started_at",
         "finished_at",
+        "state_display",
         "duration_display",
         "accounts_total",
         "accounts_synced",
         "accounts_failed",
         "accounts_skipped",
+        "accounts_lost",
+        "lost_reason",
         "failures_table",
     )
-    readonly_fields = ("duration_display", "failures_table")
+    readonly_fields = ("state_display", "duration_display", "failures_table")
+
+    @admin.display(description=_("state"))
+    def state_display(self, obj: SyncRun) -> str:
+        return {
+            "running": gettext("running"),
+            "finished": gettext("finished"),
+            "lost": gettext("closed as lost"),
+        }[obj.state]
 
     @admin.display(description=_("duration"))
     def duration_display(self, obj: SyncRun) -> str:
@@ -380,6 +761,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     ``ignored`` ones whose account exists by now). Events are never edited or deleted here:
     the purge task applies the retention."""
 
+    secret_fields = ("payload",)
     list_display = (
         "remote_id",
         "event_name",
@@ -391,8 +773,11 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status", "event_name", "received_at")
     date_hierarchy = "received_at"
-    search_fields = ("=partner_id", "=remote_id")
+    search_fields = ("partner_id__exact", "remote_id__exact")
+    search_help_text = _("An exact partner id or notification id.")
     ordering = ("-received_at", "-pk")
+    # Facet counts would count every event once per filter choice.
+    show_facets = admin.ShowFacets.NEVER
     fields = (
         "remote_id",
         "event_name",
@@ -411,6 +796,10 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     readonly_fields = ("payload_pretty",)
     actions = ["process_again"]
 
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        """``event_name`` through ``EventNameFilter``, whose choices need no query."""
+        return [EventNameFilter if f == "event_name" else f for f in self.list_filter]
+
     def has_process_permission(self, request: HttpRequest) -> bool:
         """Replaying changes mirrored data: it takes the model's change permission."""
         return self.has_model_change_permission(request)
@@ -421,7 +810,7 @@ class WebhookEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description=_("Process again"), permissions=["process"])
     def process_again(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
-        summary = webhooks.replay_events(queryset)
+        summary = webhook_processing.replay_events(queryset)
         tasks.schedule_syncs_after_webhooks(summary.sync_account_ids)
         if summary.failures:
             errors = "; ".join(f"#{o.event_id}: {o.reason}" for o in summary.failures[:5])

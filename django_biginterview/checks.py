@@ -19,7 +19,8 @@ that exists only as ``E0nn`` is a malformed value, an error everywhere.
 | E010 | ``WEBHOOK_RETENTION`` is under 2 hours |
 | W011 | ``BIGINTERVIEW`` has unknown keys (a typo) |
 | W012 | ``BASE_URL`` points at a local host (the sandbox) while ``DEBUG`` is off |
-| E013 | a timeout, retry count or duration is not a usable number |
+| E013 | a timeout, deadline, retry count, duration or share is not a usable number |
+| E014 | ``API_SCHEMA_ACCESS`` is not "authenticated", "staff" or "public" |
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
+from .api.permissions import SCHEMA_ACCESS_LEVELS
 from .conf import _TIMEDELTA_KEYS, DEFAULTS, MIN_WEBHOOK_RETENTION, SETTINGS_NAME, app_settings
 from .exceptions import InvalidSetting
 
@@ -51,11 +53,18 @@ DEPLOY_ERROR_IDS = frozenset(
 POSITIVE_NUMBER_KEYS = (
     "CONNECT_TIMEOUT",
     "READ_TIMEOUT",
+    "REQUEST_DEADLINE",
+    "SSO_TIME_BUDGET",
     "WEBHOOK_MAX_BODY_SIZE",
     "WEBHOOK_MAX_ATTEMPTS",
     "SYNC_CHUNK_SIZE",
+    "SYNC_MAX_DELIVERIES",
     "TASK_SOFT_TIME_LIMIT",
     "TASK_TIME_LIMIT",
+    "ANONYMOUS_ACCOUNTS_PER_HOUR",
+    "ANONYMOUS_ACCOUNTS_PER_SESSION",
+    "ANONYMOUS_ACCOUNTS_PER_RATE_KEY",
+    "SSO_MIN_TOKEN_LIFE",
 )
 #: Keys that must be numbers that are zero or more (``RATE_LIMIT`` 0: no limit).
 NON_NEGATIVE_NUMBER_KEYS = (
@@ -67,6 +76,9 @@ NON_NEGATIVE_NUMBER_KEYS = (
     "SYNC_RETRY_BACKOFF_MAX",
     "RATE_LIMIT",
 )
+#: Keys that must be numbers above 0 and below 1 (shares of a budget: at 0 or 1 one of
+#: the two parts would get no limit at all, since a rate of 0 means "unlimited").
+SHARE_KEYS = ("INTERACTIVE_RATE_SHARE",)
 
 LOCAL_HOST_NAMES = frozenset({"localhost", "sandbox", "host.docker.internal"})
 
@@ -294,6 +306,10 @@ def check_numbers() -> Messages:
         value = app_settings.get(key)
         if not _is_number(value) or not value >= 0:
             invalid(key, "a number, zero or more")
+    for key in SHARE_KEYS:
+        value = app_settings.get(key)
+        if not _is_number(value) or not 0 < value < 1:
+            invalid(key, "a number above 0 and below 1")
     for key in sorted(_TIMEDELTA_KEYS):
         try:
             duration = app_settings.get(key)
@@ -305,20 +321,38 @@ def check_numbers() -> Messages:
 
 
 def check_durations() -> Messages:
-    try:
-        retention = app_settings.get("WEBHOOK_RETENTION")
-    except InvalidSetting:
-        return []  # reported as E013
-    if retention is not None and retention < MIN_WEBHOOK_RETENTION:
-        return [
-            Error(
-                f"{SETTINGS_NAME}['WEBHOOK_RETENTION'] must be at least 2 hours.",
-                hint="Big Interview re-sends a notification for one hour; deleting events "
-                "sooner would process a late retry twice.",
-                id="biginterview.E010",
+    messages: Messages = []
+    for key in ("WEBHOOK_RETENTION", "WEBHOOK_FAILED_RETENTION"):
+        try:
+            retention = app_settings.get(key)
+        except InvalidSetting:
+            continue  # reported as E013
+        if retention is not None and retention < MIN_WEBHOOK_RETENTION:
+            messages.append(
+                Error(
+                    f"{SETTINGS_NAME}['{key}'] must be at least 2 hours.",
+                    hint="Big Interview re-sends a notification for one hour; deleting "
+                    "events sooner would process a late retry twice.",
+                    id="biginterview.E010",
+                )
             )
-        ]
-    return []
+    return messages
+
+
+def check_schema_access() -> Messages:
+    """E014 before runtime: the schema view refuses to guess and answers 500 for any other
+    value of ``API_SCHEMA_ACCESS``."""
+    value = app_settings.get("API_SCHEMA_ACCESS")
+    if value in SCHEMA_ACCESS_LEVELS:
+        return []
+    return [
+        Error(
+            f"{SETTINGS_NAME}['API_SCHEMA_ACCESS'] must be 'authenticated', 'staff' or "
+            f"'public', not {value!r}.",
+            hint="Remove it to let signed-in users read the API schema (the default).",
+            id="biginterview.E014",
+        )
+    ]
 
 
 #: The checks whose missing-key warnings become errors under ``--deploy``.
@@ -341,6 +375,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> Messages:
     messages.extend(check_importables())
     messages.extend(check_numbers())
     messages.extend(check_durations())
+    messages.extend(check_schema_access())
     return messages
 
 

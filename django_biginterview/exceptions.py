@@ -118,6 +118,14 @@ class RateLimited(APIError):
     transient = True
 
 
+class LimitReached(RateLimited):
+    """A limit of this site refused the call before anything was sent (``status`` is
+    ``None``): the interactive share of ``RATE_LIMIT`` is used up, an anonymous-account
+    quota is, or those quotas cannot be checked (the coordination store is down). Handled
+    like Big Interview's own 429: a still-valid cached token is used, or the visitor gets
+    the "unavailable" page with ``retry_after``."""
+
+
 class ServerError(APIError):
     """5xx from Big Interview or a proxy in front of it; a 503 may carry ``retry_after``
     (maintenance windows announce their end that way)."""
@@ -127,6 +135,15 @@ class ServerError(APIError):
 
 class UnexpectedResponse(APIError):
     """A 2xx whose body is not the documented shape (not JSON, missing keys)."""
+
+
+class JSONTooDeep(BigInterviewError, ValueError):
+    """JSON nested deeper than the package accepts (``client.MAX_JSON_DEPTH``).
+
+    Raised by ``client.clean_json``; the client turns it into ``UnexpectedResponse`` and
+    the webhook receiver into a 400, so deep nesting never reaches the database or
+    recursive code as a ``RecursionError``.
+    """
 
 
 class WebhookValidationError(BigInterviewError):

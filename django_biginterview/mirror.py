@@ -101,14 +101,33 @@ def upsert_interviews(
     so out-of-order webhooks and stale sync snapshots cannot roll data back. Deleted rows
     take newer data too (so any delivery order converges) but stay deleted.
     """
-    if not interviews:
-        return []
-    latest = _latest_by_id(interviews)
-    existing = {
-        row.remote_id: row
-        for row in Interview.objects.filter(account=account, remote_id__in=list(latest))
+    return upsert_interviews_of_accounts([(account, interviews)], source=source)
+
+
+def upsert_interviews_of_accounts(
+    batch: Sequence[tuple[Account, Sequence[api.Interview]]], *, source: Source
+) -> list[InterviewChange]:
+    """:func:`upsert_interviews` for several (locked) accounts at once, in one read and at
+    most two writes whatever their number (the webhook batch path)."""
+    accounts = {account.pk: account for account, _ in batch}
+    per_account: dict[int, list[api.Interview]] = {}
+    for account, interviews in batch:
+        per_account.setdefault(account.pk, []).extend(interviews)
+    latest = {
+        (account_id, remote_id): data
+        for account_id, interviews in per_account.items()
+        for remote_id, data in _latest_by_id(interviews).items()
     }
-    return _write_interviews(account, latest, existing, source)
+    if not latest:
+        return []
+    existing = {
+        (row.account_id, row.remote_id): row
+        for row in Interview.objects.filter(
+            account_id__in=list(accounts), remote_id__in={key[1] for key in latest}
+        )
+        if (row.account_id, row.remote_id) in latest
+    }
+    return _write_interviews(accounts, latest, existing, source)
 
 
 def sync_interviews(
@@ -124,7 +143,16 @@ def sync_interviews(
             Q(remote_id__in=list(latest)) | Q(deleted_at__isnull=True), account=account
         )
     }
-    changes = _write_interviews(account, latest, rows, "sync") if latest else []
+    changes = (
+        _write_interviews(
+            {account.pk: account},
+            {(account.pk, remote_id): data for remote_id, data in latest.items()},
+            {(account.pk, remote_id): row for remote_id, row in rows.items()},
+            "sync",
+        )
+        if latest
+        else []
+    )
     unlisted = [
         row
         for remote_id, row in rows.items()
@@ -149,21 +177,26 @@ def _latest_by_id(interviews: Iterable[api.Interview]) -> dict[int, api.Intervie
 
 
 def _write_interviews(
-    account: Account,
-    latest: dict[int, api.Interview],
-    existing: dict[int, Interview],
+    accounts: dict[int, Account],
+    latest: dict[tuple[int, int], api.Interview],
+    existing: dict[tuple[int, int], Interview],
     source: Source,
 ) -> list[InterviewChange]:
+    """Create or update the interviews in ``latest`` (keyed by account pk and remote id)
+    against the ``existing`` rows: one ``bulk_create`` and one ``bulk_update`` at most."""
     now = timezone.now()
     to_create: list[Interview] = []
     to_update: list[Interview] = []
     restored: set[int] = set()
-    for remote_id, data in latest.items():
-        row = existing.get(remote_id)
+    for (account_id, remote_id), data in latest.items():
+        row = existing.get((account_id, remote_id))
         if row is None:
             to_create.append(
                 Interview(
-                    account=account, remote_id=remote_id, updated_at=now, **_interview_values(data)
+                    account=accounts[account_id],
+                    remote_id=remote_id,
+                    updated_at=now,
+                    **_interview_values(data),
                 )
             )
             continue

@@ -70,7 +70,13 @@ class Account(models.Model):
                 name="biginterview_account_regular_has_user",
             ),
         ]
-        indexes = [models.Index(fields=["last_synced_at"], name="biginterview_acct_synced_idx")]
+        # partner_id has no text-pattern ("_like") index on PostgreSQL, although
+        # unique=True asks for one: no lookup uses it, and migration 0004 drops it.
+        indexes = [
+            models.Index(fields=["last_synced_at"], name="biginterview_acct_synced_idx"),
+            # The default ordering, which the admin and the API list by.
+            models.Index(fields=["-created_at", "-id"], name="biginterview_acct_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.partner_id
@@ -188,9 +194,29 @@ class Interview(models.Model):
                 fields=["account", "remote_id"], name="biginterview_interview_unique_remote"
             ),
         ]
+        # ``account`` has no index of its own although its ForeignKey asks for one: the
+        # unique constraint above and the "recent" index start with it and serve its
+        # lookups, and migration 0004 drops it.
         indexes = [
             models.Index(
                 fields=["account", "-remote_updated_at"], name="biginterview_intv_recent_idx"
+            ),
+            # The default ordering, which the admin and the API list by.
+            models.Index(
+                fields=["-remote_updated_at", "-id"], name="biginterview_intv_updated_idx"
+            ),
+            # Big Interview's ids are unique across accounts: the admin searches by them.
+            models.Index(fields=["remote_id"], name="biginterview_intv_remote_idx"),
+            # The admin's category filter: its choices and its pages, in the ordering.
+            models.Index(
+                fields=["category", "-remote_updated_at", "-id"],
+                name="biginterview_intv_category_idx",
+            ),
+            # The admin's "deleted" filter: a few percent of the rows, in the ordering.
+            models.Index(
+                fields=["-remote_updated_at", "-id"],
+                condition=Q(deleted_at__isnull=False),
+                name="biginterview_intv_deleted_idx",
             ),
         ]
 
@@ -247,6 +273,13 @@ class WebhookEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="biginterview_wh_status_idx"),
             models.Index(fields=["partner_id"], name="biginterview_wh_partner_idx"),
+            # Only the rows the sweeper may pick (webhook_processing.SWEEPABLE): a sweep
+            # with nothing due reads a few index entries, however many events are kept.
+            models.Index(
+                fields=["received_at"],
+                condition=Q(status="pending") | Q(status="failed", next_attempt_at__isnull=False),
+                name="biginterview_wh_sweep_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -270,6 +303,19 @@ class SyncRun(models.Model):
     failures = models.JSONField(
         _("failures"), default=list, blank=True, help_text=_("partner_id and reason per failure.")
     )
+    accounts_lost = models.PositiveIntegerField(
+        _("lost"),
+        default=0,
+        help_text=_(
+            "Accounts no worker reported before the run was closed as lost; "
+            "the next run syncs them."
+        ),
+    )
+    lost_reason = models.TextField(
+        _("closed as lost because"),
+        blank=True,
+        help_text=_("Empty for a run that finished with every account reported."),
+    )
 
     class Meta:
         verbose_name = _("sync run")
@@ -284,3 +330,47 @@ class SyncRun(models.Model):
         if self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+    @property
+    def state(self) -> str:
+        """``running``, ``finished``, or ``lost`` (closed without every account's report)."""
+        if self.finished_at is None:
+            return "running"
+        return "lost" if self.lost_reason else "finished"
+
+
+class SyncRunOutcome(models.Model):
+    """One account's outcome in one run: the run's books count each account once, however
+    often a redelivered or retried task reports it.
+
+    ``account_id`` is a plain number, not a foreign key: an account deleted during the run
+    still has its outcome. Rows of finished runs are deleted after a day.
+    """
+
+    class Outcome(models.TextChoices):
+        SYNCED = "synced", _("synced")
+        FAILED = "failed", _("failed")
+        SKIPPED = "skipped", _("skipped")
+
+    # No index of its own: the unique constraint's index starts with ``run``.
+    run = models.ForeignKey(
+        SyncRun,
+        on_delete=models.CASCADE,
+        related_name="outcomes",
+        verbose_name=_("run"),
+        db_index=False,
+    )
+    account_id = models.BigIntegerField(_("account id"))
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+
+    class Meta:
+        verbose_name = _("sync run outcome")
+        verbose_name_plural = _("sync run outcomes")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "account_id"], name="biginterview_outcome_once_per_run"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.outcome}"

@@ -1,5 +1,5 @@
-"""Sync domain: mirror an account's tracks and interviews from Big Interview, and keep the
-books of a "sync all" run. Plain functions; Celery lives in ``tasks.py``.
+"""Sync domain: mirror one account's tracks and interviews from Big Interview. Plain
+functions; "sync all" runs are in ``sync_runs.py``, Celery in ``tasks.py``.
 
 HTTP happens before any transaction opens, so a slow Big Interview never holds a row
 lock. The write is one transaction behind ``mirror.lock_account``: two syncs of one
@@ -10,8 +10,12 @@ does not depend on how many interviews an account has (see ``mirror.py``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from django.db import transaction
@@ -19,18 +23,16 @@ from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from . import client as api
 from . import mirror
 from .client import BigInterviewClient
+from .coordination import RateLimiter, Throttled
 from .exceptions import APIError, InvalidPartnerId, NotFound, describe_error
-from .models import Account, SyncRun
+from .models import Account
 
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["synced", "failed", "skipped"]
-
-#: A run keeps at most this many failure reasons (the counter stays exact), so a run
-#: during an outage does not grow one JSON value without bound.
-MAX_RECORDED_FAILURES = 200
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,97 @@ class SyncResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """What Big Interview listed for one account, fetched before any transaction opens.
+    ``started_at`` is when the fetch began: rows written after it are newer than the
+    listing."""
+
+    tracks: list[api.Track]
+    interviews: list[api.Interview]
+    started_at: datetime
+
+
+def fetch(account: Account, client: BigInterviewClient) -> Snapshot:
+    """List the account's tracks and interviews, the two calls at once (the waiting
+    overlaps). Raises what the client raises."""
+    [outcome] = fetch_many([account], client)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def fetch_many(
+    accounts: Sequence[Account], client: BigInterviewClient
+) -> list[Snapshot | Exception]:
+    """:func:`fetch` for several accounts at once: every call is sent from the process's
+    fetch threads, so their waiting overlaps. Per account, the snapshot or what its first
+    failing call raised.
+
+    With the shared rate limiter on the client, each account's two calls take their
+    request slots together, before either is sent: an account the limiter holds back
+    (``Throttled``) costs no call, and so does every account after it, which get the same
+    ``Throttled``.
+    """
+    started_at = timezone.now()
+    pool = _fetch_pool()
+    limiter = client.throttle if isinstance(client.throttle, RateLimiter) else None
+    calls: list[tuple[Future[Any], Future[Any]] | Exception] = []
+    held_back: Throttled | None = None
+    for account in accounts:
+        waits = [0.0, 0.0]
+        if limiter is not None and held_back is None:
+            try:
+                waits = limiter.reserve(2)
+            except Throttled as exc:
+                held_back = exc
+        if held_back is not None:
+            calls.append(held_back)
+            continue
+        calls.append(
+            (
+                pool.submit(_send, limiter, waits[0], client.list_tracks, account.partner_id),
+                pool.submit(_send, limiter, waits[1], client.list_interviews, account.partner_id),
+            )
+        )
+    outcomes: list[Snapshot | Exception] = []
+    for call in calls:
+        if isinstance(call, Exception):
+            outcomes.append(call)
+            continue
+        tracks, interviews = call
+        try:
+            outcomes.append(Snapshot(tracks.result(), interviews.result(), started_at))
+        except Exception as exc:
+            interviews.exception()  # wait for the sibling call: nothing left running
+            outcomes.append(exc)
+    return outcomes
+
+
+def _send(limiter: RateLimiter | None, wait: float, call: Callable[[str], Any], arg: str) -> Any:
+    """``call(arg)`` at its reserved slot, ``wait`` seconds from now."""
+    if limiter is None:
+        return call(arg)
+    if wait > 0:
+        time.sleep(wait)
+    with limiter.prepaid():
+        return call(arg)
+
+
+#: Threads that wait on Big Interview for a process (HTTP only: no database in them).
+FETCH_THREADS = 16
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _fetch_pool() -> ThreadPoolExecutor:
+    """The process's fetch threads, made anew in a forked child (threads do not survive
+    a fork, and the prefork pool forks its children)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="bi-fetch"))
+    return _pool[1]
+
+
 def sync_account(account: Account, client: BigInterviewClient) -> SyncResult:
     """Mirror ``account``'s tracks and interviews; idempotent.
 
@@ -68,25 +161,32 @@ def sync_account(account: Account, client: BigInterviewClient) -> SyncResult:
     missing remotely. Transient errors (``exc.transient``) are raised for the caller to
     retry later.
     """
-    snapshot_started_at = timezone.now()
     try:
-        tracks = client.list_tracks(account.partner_id)
-        interviews = client.list_interviews(account.partner_id)
-    except APIError as exc:
-        if exc.transient:
-            raise
-        return record_sync_failure(account, exc)
-    except InvalidPartnerId as exc:
-        return record_sync_failure(account, exc)
+        snapshot = fetch(account, client)
+    except (APIError, InvalidPartnerId) as exc:
+        return apply_failure(account, exc)
+    return apply_snapshot(account, snapshot)
 
+
+def apply_failure(account: Account, error: APIError | InvalidPartnerId) -> SyncResult:
+    """A fetch that raised: re-raise a transient error for the caller to retry later;
+    record a permanent one (retrying cannot help) and return the failed result."""
+    if isinstance(error, APIError) and error.transient:
+        raise error
+    return record_sync_failure(account, error)
+
+
+def apply_snapshot(account: Account, snapshot: Snapshot) -> SyncResult:
+    """Write ``snapshot`` in one transaction behind the account's row lock; a repeated
+    snapshot writes nothing."""
     with transaction.atomic():
         try:
             locked = mirror.lock_account(account.pk)
         except Account.DoesNotExist:
             return SyncResult(account.pk, account.partner_id, "skipped", error="Account deleted.")
-        tracks_changed = mirror.replace_tracks(locked, tracks)
+        tracks_changed = mirror.replace_tracks(locked, snapshot.tracks)
         changes, deleted = mirror.sync_interviews(
-            locked, interviews, snapshot_started_at=snapshot_started_at
+            locked, snapshot.interviews, snapshot_started_at=snapshot.started_at
         )
         now = timezone.now()
         Account.objects.filter(pk=locked.pk).update(
@@ -137,170 +237,8 @@ def sync_account_safely(account: Account, client: BigInterviewClient) -> SyncRes
         return record_sync_failure(account, exc)
 
 
-# --- "Sync all" runs --------------------------------------------------------------------
-
-
-def accounts_to_sync() -> Any:
-    """Accounts a "sync all" visits: those not known to be missing on Big Interview
-    (a 404 would only repeat; "sync now" in the admin still checks them)."""
-    return Account.objects.filter(remote_missing_at__isnull=True)
-
-
-def count_skipped_accounts() -> int:
-    return Account.objects.filter(remote_missing_at__isnull=False).count()
-
-
-def iter_account_id_chunks(chunk_size: int) -> Iterator[list[int]]:
-    """Primary keys of ``accounts_to_sync()`` in ascending chunks (keyset pagination: never
-    loads every account, and each chunk is one indexed query)."""
-    chunk_size = max(1, int(chunk_size))
-    last_pk = 0
-    while True:
-        ids = list(
-            accounts_to_sync()
-            .filter(pk__gt=last_pk)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:chunk_size]
-        )
-        if not ids:
-            return
-        yield ids
-        if len(ids) < chunk_size:
-            return
-        last_pk = ids[-1]
-
-
-def partner_ids_of(account_ids: list[int]) -> dict[int, str]:
-    """``{pk: partner_id}`` of the accounts that still exist, in one query."""
-    return dict(Account.objects.filter(pk__in=account_ids).values_list("pk", "partner_id"))
-
-
 def account_handle(pk: int, partner_id: str) -> Account:
     """An unsaved stand-in for an account whose ``pk`` and ``partner_id`` are known, for
     :func:`sync_account`, which reads nothing else before locking (and re-reading) the row.
     Never save it."""
     return Account(pk=pk, partner_id=partner_id)
-
-
-def start_run() -> SyncRun:
-    return SyncRun.objects.create()
-
-
-def record_run_result(run_id: int, result: SyncResult) -> None:
-    """Count one account's outcome in the run, atomically (many workers at once)."""
-    runs = SyncRun.objects.filter(pk=run_id)
-    if result.outcome == "synced":
-        runs.update(accounts_synced=F("accounts_synced") + 1)
-    elif result.outcome == "skipped":
-        record_run_skipped(run_id, 1)
-    else:
-        add_run_failure(run_id, result.partner_id, result.error)
-
-
-def record_run_results(run_id: int, results: list[SyncResult]) -> None:
-    """Count several accounts' outcomes in the run at once: one ``UPDATE`` for the
-    synced and skipped, one locked read-modify-write for the failures (if any)."""
-    synced = sum(1 for result in results if result.outcome == "synced")
-    skipped = sum(1 for result in results if result.outcome == "skipped")
-    if synced or skipped:
-        SyncRun.objects.filter(pk=run_id).update(
-            accounts_synced=F("accounts_synced") + synced,
-            accounts_skipped=F("accounts_skipped") + skipped,
-        )
-    failed = [(r.partner_id, r.error) for r in results if r.outcome == "failed"]
-    if failed:
-        add_run_failures(run_id, failed)
-
-
-def record_run_skipped(run_id: int, count: int) -> None:
-    SyncRun.objects.filter(pk=run_id).update(accounts_skipped=F("accounts_skipped") + count)
-
-
-def add_run_failure(run_id: int, partner_id: str | None, reason: str, *, count: int = 1) -> None:
-    """Count ``count`` failures and keep the reason (the list is capped, the count not)."""
-    add_run_failures(run_id, [(partner_id, reason)], count=count)
-
-
-def add_run_failures(
-    run_id: int, reasons: Sequence[tuple[str | None, str]], *, count: int | None = None
-) -> None:
-    """Count ``count`` failures (default: one per reason) and keep the ``(partner_id,
-    reason)`` pairs, up to ``MAX_RECORDED_FAILURES`` in all."""
-    with transaction.atomic():
-        run = SyncRun.objects.select_for_update().only("pk", "failures").filter(pk=run_id).first()
-        if run is None:
-            return
-        failures = list(run.failures or [])
-        room = max(0, MAX_RECORDED_FAILURES - len(failures))
-        failures += [{"partner_id": p, "error": reason} for p, reason in reasons[:room]]
-        SyncRun.objects.filter(pk=run_id).update(
-            accounts_failed=F("accounts_failed") + (len(reasons) if count is None else count),
-            failures=failures,
-        )
-
-
-def close_fan_out(run_id: int, *, dispatched: int, skipped: int) -> None:
-    """Fix the run's total once every account has been handed out; from now on the run
-    finishes when its counters reach the total."""
-    SyncRun.objects.filter(pk=run_id).update(
-        accounts_total=dispatched + skipped, accounts_skipped=F("accounts_skipped") + skipped
-    )
-
-
-def finish_run_if_complete(run_id: int) -> SyncRun | None:
-    """Mark the run finished if every account is counted; returns it to exactly one
-    caller (the conditional UPDATE is the arbiter), ``None`` to everyone else."""
-    done = (
-        SyncRun.objects.filter(pk=run_id, finished_at__isnull=True, accounts_total__isnull=False)
-        .filter(
-            accounts_total__lte=F("accounts_synced") + F("accounts_failed") + F("accounts_skipped")
-        )
-        .update(finished_at=timezone.now())
-    )
-    if not done:
-        return None
-    run = SyncRun.objects.get(pk=run_id)
-    logger.info("%s", summarize_run(run))
-    return run
-
-
-def summarize_run(run: SyncRun) -> str:
-    duration = run.duration
-    took = f" in {duration.total_seconds():.1f} s" if duration is not None else " (running)"
-    text = (
-        f"Big Interview sync run #{run.pk}: {run.accounts_synced} synced, "
-        f"{run.accounts_failed} failed, {run.accounts_skipped} skipped{took}"
-    )
-    reasons = "; ".join(f"{f.get('partner_id')}: {f.get('error')}" for f in run.failures[:5])
-    if reasons:
-        more = len(run.failures) - 5
-        text += f". Failures: {reasons}" + (f" (+{more} more)" if more > 0 else "")
-    return text
-
-
-def sync_all_inline(
-    run: SyncRun,
-    client: BigInterviewClient,
-    *,
-    chunk_size: int,
-    on_result: Callable[[SyncResult], None] | None = None,
-) -> SyncRun:
-    """Sync every account in this process, one after another, counting into ``run``.
-
-    For the management command without ``--async``; production runs fan out instead.
-    """
-    skipped = count_skipped_accounts()
-    dispatched = 0
-    try:
-        for ids in iter_account_id_chunks(chunk_size):
-            for account in Account.objects.filter(pk__in=ids).order_by("pk"):
-                result = sync_account_safely(account, client)
-                record_run_result(run.pk, result)
-                dispatched += 1
-                if on_result is not None:
-                    on_result(result)
-    finally:
-        close_fan_out(run.pk, dispatched=dispatched, skipped=skipped)
-    finished = finish_run_if_complete(run.pk)
-    run.refresh_from_db()
-    return finished or run

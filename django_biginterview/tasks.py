@@ -1,4 +1,5 @@
-"""Celery tasks: thin wrappers around the domain (``webhooks.py``, ``sync.py``).
+"""Celery tasks: thin wrappers around the domain (``webhook_processing.py``, ``sync.py``,
+``sync_runs.py``).
 
 They add what Celery is for (retries, time limits, fan-out, scheduling) and nothing else.
 Task names are stable (``biginterview.*``) so ``CELERY_BEAT_SCHEDULE`` entries keep working.
@@ -10,7 +11,8 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, shared_task
@@ -18,11 +20,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
-from . import coordination, sync, webhooks
+from . import coordination, sso, sync, sync_runs, webhook_processing
 from .client import BigInterviewClient, _options_from_settings
 from .conf import app_settings
-from .exceptions import APIError
-from .models import Account, SyncRun
+from .exceptions import APIError, InvalidPartnerId
+from .models import Account
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +38,11 @@ logger = logging.getLogger(__name__)
 #             "task": "biginterview.sync_all_accounts",
 #             "schedule": timedelta(hours=6),
 #         },
+#         "biginterview-close-lost-sync-runs": {
+#             "task": "biginterview.close_lost_sync_runs",
+#             "schedule": timedelta(minutes=1),
+#         },
 #     }
-
-SYNC_ALL_LOCK = "sync-all"
 
 
 class SettingsTimeLimitTask(Task):
@@ -74,17 +78,39 @@ class SettingsTimeLimitTask(Task):
 
 @functools.lru_cache(maxsize=4)
 def _throttled_client(
-    options: tuple[tuple[str, Any], ...], rate: float, redis_url: str | None
+    options: tuple[tuple[str, Any], ...],
+    rate: float,
+    redis_url: str | None,
+    max_wait: float | None,
 ) -> BigInterviewClient:
-    return BigInterviewClient(**dict(options), throttle=coordination.rate_limiter())
-
-
-def sync_client() -> BigInterviewClient:
-    """The process-wide client for syncing: pooled connections, and every request goes
-    through the rate limiter shared by all workers (``RATE_LIMIT`` requests/s)."""
-    return _throttled_client(
-        _options_from_settings(), float(app_settings.RATE_LIMIT or 0), app_settings.REDIS_URL
+    return BigInterviewClient(
+        **dict(options), throttle=coordination.rate_limiter(max_wait=max_wait)
     )
+
+
+#: The longest a sync task waits in a worker for its next request slot. A longer wait is
+#: handed back to the broker as a countdown (``coordination.Throttled``), so syncs held
+#: back by ``RATE_LIMIT`` never occupy the worker processes webhook processing needs.
+MAX_THROTTLE_WAIT = 1.0
+
+
+def sync_client(*, max_wait: float | None = None) -> BigInterviewClient:
+    """The process-wide client for syncing: pooled connections, and every request goes
+    through the rate limiter shared by all workers (the background share of
+    ``RATE_LIMIT``: ``coordination.background_rate``). With ``max_wait``, a request
+    whose slot is further away raises ``Throttled``."""
+    return _throttled_client(
+        _options_from_settings(),
+        coordination.background_rate(),
+        app_settings.REDIS_URL,
+        max_wait,
+    )
+
+
+def _later(wait: float) -> float:
+    """A countdown for work handed back by the rate limiter: the wait, spread a little
+    so the tasks handed back together do not all come back at once."""
+    return wait * random.uniform(1.0, 1.2)
 
 
 def sync_retry_delay(retries: int, retry_after: float | None = None) -> float:
@@ -102,23 +128,76 @@ def _pending_name(account_id: int) -> str:
     return f"sync-account:{account_id}"
 
 
-def _run_token(run_id: int) -> str:
-    return f"run:{run_id}"
+#: How long a message's delivery count is remembered: far longer than any redelivery.
+DELIVERY_MEMORY = timedelta(days=1)
+
+#: What the sync tasks need from the broker to survive a killed worker: the message is
+#: acknowledged only once the task ran, and a task whose worker process died is put back
+#: in the queue at once. The domain's writes and the run's books are idempotent, and
+#: :class:`Delivery` stops the loop an account that kills its worker every time would make.
+REDELIVER_ON_WORKER_LOSS: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True}
 
 
-def _count_in_run(run_id: int | None, result: sync.SyncResult) -> None:
-    if run_id is None:
+class Delivery:
+    """Which delivery of a task's message this is (1 for the first), counted in the
+    coordination store under the task id and retry number, which a redelivered message
+    keeps. A store that is down counts every delivery as the first (logged)."""
+
+    def __init__(self, task: Task) -> None:
+        self.name = f"{task.request.id}:{task.request.retries}"
+        if task.request.id is None:  # called as a function, not delivered by a broker
+            self.count = 1
+            return
+        try:
+            self.count = coordination.count_delivery(self.name, DELIVERY_MEMORY)
+        except Exception:
+            logger.warning("Delivery counter unavailable", exc_info=True)
+            self.count = 1
+
+    @property
+    def redelivered(self) -> bool:
+        """A worker was lost while running this message before."""
+        return self.count > 1
+
+    @property
+    def exhausted(self) -> bool:
+        """The message was redelivered more than ``SYNC_MAX_DELIVERIES`` allows."""
+        return self.count > int(app_settings.SYNC_MAX_DELIVERIES)
+
+    def working_on(self, account_id: int) -> None:
+        """Note the account being synced, so a give-up knows which one killed the worker."""
+        try:
+            coordination.remember(f"{self.name}:current", str(account_id), DELIVERY_MEMORY)
+        except Exception:
+            logger.debug("Could not note the current account", exc_info=True)
+
+    def suspect(self) -> int | None:
+        """The account a lost worker was syncing, if it was noted."""
+        try:
+            value = coordination.recall(f"{self.name}:current")
+        except Exception:
+            return None
+        return int(value) if value and value.isdigit() else None
+
+    def reason(self) -> str:
+        return (
+            f"The worker process was lost {self.count - 1} times while syncing this account "
+            "(killed, for example by the out-of-memory killer); gave up."
+        )
+
+
+def _record(run_id: int | None, results: list[sync.SyncResult]) -> None:
+    """Count ``results`` in the run (each account once) and finish it if complete."""
+    if run_id is None or not results:
         return
-    sync.record_run_result(run_id, result)
-    _finish_run(run_id)
+    sync_runs.record_results(run_id, results)
+    sync_runs.finish_if_complete(run_id)
 
 
-def _finish_run(run_id: int) -> None:
-    if sync.finish_run_if_complete(run_id) is not None:
-        coordination.release_lock(SYNC_ALL_LOCK, _run_token(run_id))
-
-
-@shared_task(bind=True, base=SettingsTimeLimitTask, name="biginterview.sync_account")
+@shared_task(
+    bind=True, base=SettingsTimeLimitTask, name="biginterview.sync_account",
+    **REDELIVER_ON_WORKER_LOSS,
+)  # fmt: skip
 def sync_account(
     self: Task, account_id: int, run_id: int | None = None, partner_id: str | None = None
 ) -> dict[str, Any]:
@@ -140,17 +219,34 @@ def sync_account(
         account = Account.objects.filter(pk=account_id).first()
     if account is None:
         result = sync.SyncResult(account_id, "", "skipped", error="Account deleted.")
-        _count_in_run(run_id, result)
+        _record(run_id, [result])
+        return result.as_dict()
+    delivery = Delivery(self)
+    if delivery.exhausted:
+        result = sync.record_sync_failure(account, RuntimeError(delivery.reason()))
+        _record(run_id, [result])
         return result.as_dict()
     try:
-        result = sync.sync_account(account, sync_client())
+        result = sync.sync_account(account, sync_client(max_wait=MAX_THROTTLE_WAIT))
+    except coordination.Throttled as throttled:  # the same sync, later; not a retry
+        countdown = _later(throttled.wait)
+        if run_id is not None:
+            sync_runs.keep_alive(run_id, waiting=countdown)
+        sync_account.apply_async(
+            args=(account_id, run_id, partner_id),
+            countdown=countdown,
+            retries=self.request.retries,
+        )
+        return {"account_id": account_id, "outcome": "deferred", "wait": countdown}
     except APIError as exc:  # transient: permanent errors come back as a failed result
         retries = self.request.retries
         if retries < int(app_settings.SYNC_MAX_RETRIES):
-            delay = sync_retry_delay(retries, getattr(exc, "retry_after", None))
+            delay = sync_retry_delay(retries, exc.retry_after)
             logger.info(
                 "Sync of %s: %s; retry %d in %.1f s", account.partner_id, exc, retries + 1, delay
             )
+            if run_id is not None:  # the retry keeps the run alive while it waits
+                sync_runs.keep_alive(run_id, waiting=delay)
             raise self.retry(
                 exc=exc, countdown=delay, max_retries=int(app_settings.SYNC_MAX_RETRIES)
             ) from None
@@ -158,172 +254,221 @@ def sync_account(
     except Exception as exc:
         # Includes SoftTimeLimitExceeded. Count it so the run still finishes, then let
         # Celery log the failure.
-        _count_in_run(run_id, sync.record_sync_failure(account, exc))
+        _record(run_id, [sync.record_sync_failure(account, exc)])
         raise
-    _count_in_run(run_id, result)
+    _record(run_id, [result])
     return result.as_dict()
 
 
 #: How many of a run's accounts one ``sync_accounts`` task syncs, one after another.
-#: Grouping spreads Celery's per-message work and the run's bookkeeping (two queries)
+#: Grouping spreads Celery's per-message work and the run's bookkeeping (four queries)
 #: over several accounts; the worker pool still syncs many groups at once.
 ACCOUNTS_PER_TASK = 10
 
 
-@shared_task(base=SettingsTimeLimitTask, name="biginterview.sync_account_batch")
-def sync_account_batch(run_id: int, account_ids: list[int]) -> int:
+@shared_task(
+    bind=True, base=SettingsTimeLimitTask, name="biginterview.sync_account_batch",
+    **REDELIVER_ON_WORKER_LOSS,
+)  # fmt: skip
+def sync_account_batch(self: Task, run_id: int, account_ids: list[int]) -> int:
     """Fan one chunk of a run out into ``sync_accounts`` tasks of ``ACCOUNTS_PER_TASK``
     accounts (keeps ``sync_all_accounts`` short however many accounts there are).
-    Accounts deleted meanwhile count as skipped. Returns how many accounts were sent."""
-    partner_ids = sync.partner_ids_of(account_ids)
-    gone = len(account_ids) - len(partner_ids)
-    if gone:
-        sync.record_run_skipped(run_id, gone)
-        _finish_run(run_id)
-    members = [[pk, partner_ids[pk]] for pk in account_ids if pk in partner_ids]
+    Accounts deleted meanwhile count as skipped. Returns how many accounts were sent.
+
+    Delivered again after its worker died, it sends only the accounts the run has not
+    counted yet (a group it sent before may be synced twice; the books count it once).
+    """
+    delivery = Delivery(self)
+    if delivery.redelivered:
+        account_ids = sync_runs.unreported(run_id, account_ids)
+        if delivery.exhausted:
+            reason = f"Not sent: the worker was lost {delivery.count - 1} times fanning out."
+            failed = [sync.SyncResult(pk, "", "failed", error=reason) for pk in account_ids]
+            _record(run_id, failed)
+            return 0
+    sync_runs.keep_alive(run_id)
+    partner_ids = sync_runs.partner_ids_of(account_ids)
+    gone = [pk for pk in account_ids if pk not in partner_ids]
+    _record(run_id, [sync.SyncResult(pk, "", "skipped", error="Account deleted.") for pk in gone])
+    members = [(pk, partner_ids[pk]) for pk in account_ids if pk in partner_ids]
     for start in range(0, len(members), ACCOUNTS_PER_TASK):
+        group = [list(member) for member in members[start : start + ACCOUNTS_PER_TASK]]
         try:
-            sync_accounts.apply_async(args=(run_id, members[start : start + ACCOUNTS_PER_TASK]))
+            sync_accounts.apply_async(args=(run_id, group))
         except Exception as exc:  # broker trouble: count the rest as failed
-            left = len(members) - start
-            logger.warning("Could not enqueue %d account syncs of run %s", left, run_id)
-            sync.add_run_failure(
-                run_id, None, f"{left} not enqueued: {type(exc).__name__}", count=left
-            )
-            _finish_run(run_id)
+            left = members[start:]
+            logger.warning("Could not enqueue %d account syncs of run %s", len(left), run_id)
+            reason = f"Not enqueued: {type(exc).__name__}"
+            _record(run_id, [sync.SyncResult(pk, pid, "failed", error=reason) for pk, pid in left])
             return start
     return len(members)
 
 
-def _sync_member(
-    run_id: int, account_id: int, partner_id: str, client: BigInterviewClient
+def _settle_member(
+    run_id: int, account: Account, fetched: sync.Snapshot | Exception
 ) -> sync.SyncResult | None:
-    """Sync one account of a group; ``None`` when it was handed to its own retrying
-    ``sync_account`` task (a transient error), which then counts it in the run."""
-    account = sync.account_handle(account_id, partner_id)
+    """Write one fetched account of a group, or deal with why its fetch failed; ``None``
+    when it was handed to its own retrying ``sync_account`` task (a transient error),
+    which then counts it in the run. ``Throttled`` is raised for the caller."""
     try:
-        return sync.sync_account(account, client)
+        if isinstance(fetched, coordination.Throttled):
+            raise fetched
+        if isinstance(fetched, APIError | InvalidPartnerId):
+            return sync.apply_failure(account, fetched)
+        if isinstance(fetched, Exception):
+            raise fetched
+        return sync.apply_snapshot(account, fetched)
     except APIError as exc:  # transient: permanent errors come back as a failed result
         if int(app_settings.SYNC_MAX_RETRIES) > 0:
-            delay = sync_retry_delay(0, getattr(exc, "retry_after", None))
+            delay = sync_retry_delay(0, exc.retry_after)
             try:
                 # This attempt was the first: the retrying task has one retry fewer.
-                # (``retries`` is a documented message option that celery-types lacks.)
-                sync_account.apply_async(  # type: ignore[call-arg]
-                    args=(account_id, run_id, partner_id), countdown=delay, retries=1
+                sync_account.apply_async(
+                    args=(account.pk, run_id, account.partner_id), countdown=delay, retries=1
                 )
             except Exception:  # broker trouble: record the sync failure instead
-                logger.warning("Could not enqueue a retry of %s", partner_id, exc_info=True)
+                logger.warning("Could not enqueue a retry of %s", account.partner_id, exc_info=True)
             else:
-                logger.info("Sync of %s: %s; retry 1 in %.1f s", partner_id, exc, delay)
+                logger.info("Sync of %s: %s; retry 1 in %.1f s", account.partner_id, exc, delay)
+                sync_runs.keep_alive(run_id, waiting=delay)
                 return None
         return sync.record_sync_failure(account, exc)
-    except SoftTimeLimitExceeded:
+    except (SoftTimeLimitExceeded, coordination.Throttled):
         raise
     except Exception as exc:  # one failing account never stops the rest
-        logger.exception("Unexpected error while syncing %s", partner_id)
+        logger.exception("Unexpected error while syncing %s", account.partner_id)
         return sync.record_sync_failure(account, exc)
 
 
-@shared_task(base=SettingsTimeLimitTask, name="biginterview.sync_accounts")
-def sync_accounts(run_id: int, accounts: list[list[Any]]) -> int:
+def _give_up(run_id: int, pending: list[tuple[int, str]], delivery: Delivery) -> None:
+    """End a group whose worker kept dying: the account it was syncing each time fails
+    with the reason; the others go on in a new task. Without a noted account (the store
+    was down) the whole rest of the group fails."""
+    suspect = delivery.suspect()
+    if suspect not in {pk for pk, _ in pending}:
+        reason = delivery.reason()
+        _record(run_id, [sync.SyncResult(pk, pid, "failed", error=reason) for pk, pid in pending])
+        return
+    partner_id = dict(pending)[suspect]
+    result = sync.record_sync_failure(
+        sync.account_handle(suspect, partner_id), RuntimeError(delivery.reason())
+    )
+    _record(run_id, [result])
+    rest = [[pk, pid] for pk, pid in pending if pk != suspect]
+    if rest:
+        sync_accounts.apply_async(args=(run_id, rest))
+
+
+@shared_task(
+    bind=True, base=SettingsTimeLimitTask, name="biginterview.sync_accounts",
+    **REDELIVER_ON_WORKER_LOSS,
+)  # fmt: skip
+def sync_accounts(self: Task, run_id: int, accounts: list[list[Any]]) -> int:
     """Sync a group of a run's accounts (``[[pk, partner_id], ...]``), each in its own
     transaction, then count them all in the run at once. Returns how many were synced.
 
     A group still running after half its soft time limit (a low ``RATE_LIMIT`` shared by
     many workers) hands its remaining accounts to a new task. If the task is stopped
     (time limit, database gone), the accounts it did not finish count as failed so the
-    run still finishes.
+    run still finishes. Delivered again because its worker died, the group skips the
+    accounts the run already counted and counts each of the others as soon as it is
+    done; past ``SYNC_MAX_DELIVERIES`` it gives up on the account it was syncing when
+    the worker died.
     """
     deadline = time.monotonic() + float(app_settings.TASK_SOFT_TIME_LIMIT) / 2
     pending = [(int(pk), str(partner_id)) for pk, partner_id in accounts]
+    delivery = Delivery(self)
+    if delivery.redelivered:
+        unreported = set(sync_runs.unreported(run_id, [pk for pk, _ in pending]))
+        pending = [(pk, pid) for pk, pid in pending if pk in unreported]
+        if delivery.exhausted:
+            _give_up(run_id, pending, delivery)
+            return 0
+    heartbeat = sync_runs.Heartbeat(run_id)
     results: list[sync.SyncResult] = []
+    synced = 0
     try:
-        client = sync_client()
-        attempted = 0
+        client = sync_client(max_wait=MAX_THROTTLE_WAIT)
+        settled = 0
         while pending:
-            if attempted and time.monotonic() > deadline:
-                sync_accounts.apply_async(args=(run_id, [list(item) for item in pending]))
-                pending = []
-                break
-            result = _sync_member(run_id, *pending[0], client)
-            pending.pop(0)
-            attempted += 1
-            if result is not None:
-                results.append(result)
+            # All at once (their waiting overlaps); one at a time when a worker died
+            # here before, so the account that killed it is known.
+            batch = pending[:1] if delivery.redelivered else pending
+            handles = [sync.account_handle(pk, pid) for pk, pid in batch]
+            for account, fetched in zip(handles, sync.fetch_many(handles, client), strict=True):
+                if settled and time.monotonic() > deadline:
+                    sync_accounts.apply_async(args=(run_id, [list(item) for item in pending]))
+                    pending = []
+                    break
+                settled += 1
+                if delivery.redelivered:
+                    delivery.working_on(account.pk)
+                try:
+                    result = _settle_member(run_id, account, fetched)
+                except coordination.Throttled as throttled:  # the rest, later
+                    countdown = _later(throttled.wait)
+                    sync_runs.keep_alive(run_id, waiting=countdown)
+                    sync_accounts.apply_async(
+                        args=(run_id, [list(item) for item in pending]), countdown=countdown
+                    )
+                    pending = []
+                    break
+                pending.pop(0)
+                heartbeat()
+                if result is not None:
+                    synced += result.outcome == "synced"
+                    results.append(result)
+                    if delivery.redelivered:
+                        _record(run_id, results)
+                        results = []
     except BaseException as exc:
         reason = f"Not synced: {type(exc).__name__}"
         results += [sync.SyncResult(pk, pid, "failed", error=reason) for pk, pid in pending]
         raise
     finally:
-        if results:
-            sync.record_run_results(run_id, results)
-            _finish_run(run_id)
-    return sum(1 for result in results if result.outcome == "synced")
-
-
-def _begin_sync_all() -> SyncRun | None:
-    """A new run holding the "sync all" lock, or ``None`` if another run holds it."""
-    token: str | None = None
-    try:
-        with transaction.atomic():
-            run = sync.start_run()
-            token = _run_token(run.pk)
-            if not coordination.acquire_lock(SYNC_ALL_LOCK, token, app_settings.SYNC_LOCK_TIMEOUT):
-                token = None
-                transaction.set_rollback(True)
-                return None
-    except BaseException:
-        if token is not None:
-            coordination.release_lock(SYNC_ALL_LOCK, token)
-        raise
-    return run
+        _record(run_id, results)
+    return synced
 
 
 @shared_task(base=SettingsTimeLimitTask, name="biginterview.sync_all_accounts")
 def sync_all_accounts() -> int | None:
     """Sync every account: fan out in chunks of ``SYNC_CHUNK_SIZE``; leaves a ``SyncRun``.
 
-    Does nothing (returns ``None``) while another run holds the lock. The run finishes,
-    and the lock is released, when the last account's task has counted itself.
+    Does nothing (returns ``None``) while another live run holds the lease. The run
+    finishes, and the lease is released, when the last account's task has counted itself.
+    If the fan-out stops half way, the run stays open while what was sent reports, and is
+    then closed as lost with the accounts never sent (see ``sync_runs``).
     """
-    run = _begin_sync_all()
+    run = sync_runs.begin()
     if run is None:
         logger.info("Big Interview sync all: another run is in progress; nothing to do")
         return None
     dispatched = 0
-    skipped = 0
     try:
-        skipped = sync.count_skipped_accounts()
-        for ids in sync.iter_account_id_chunks(int(app_settings.SYNC_CHUNK_SIZE)):
+        skipped = sync_runs.count_skipped_accounts()
+        for ids in sync_runs.iter_account_id_chunks(int(app_settings.SYNC_CHUNK_SIZE)):
             sync_account_batch.apply_async(args=(run.pk, ids))
             dispatched += len(ids)
+            sync_runs.keep_alive(run.pk)
     except BaseException as exc:
-        sync.add_run_failure(run.pk, None, f"Fan-out stopped: {type(exc).__name__}", count=0)
-        coordination.release_lock(SYNC_ALL_LOCK, _run_token(run.pk))
+        sync_runs.note_failure(run.pk, f"Fan-out stopped: {type(exc).__name__}")
+        if not dispatched:  # nothing of the run can report: close it now
+            coordination.release_lock(sync_runs.LEASE, sync_runs.lease_token(run.pk))
+            sync_runs.close_lost_runs()
         raise
-    finally:
-        sync.close_fan_out(run.pk, dispatched=dispatched, skipped=skipped)
-        _finish_run(run.pk)
+    sync_runs.close_fan_out(run.pk, dispatched=dispatched, skipped=skipped)
+    sync_runs.finish_if_complete(run.pk)
     logger.info("Big Interview sync run #%s: %d accounts dispatched", run.pk, dispatched)
     return run.pk
 
 
-def sync_all_inline(on_result: Callable[[sync.SyncResult], None] | None = None) -> SyncRun | None:
-    """Run "sync all" in this process (the command without ``--async``), under the same lock
-    and with the same ``SyncRun`` books. ``None`` if another run holds the lock."""
-    run = _begin_sync_all()
-    if run is None:
-        return None
-    try:
-        return sync.sync_all_inline(
-            run,
-            sync_client(),
-            chunk_size=int(app_settings.SYNC_CHUNK_SIZE),
-            on_result=on_result,
-        )
-    finally:
-        coordination.release_lock(SYNC_ALL_LOCK, _run_token(run.pk))
+@shared_task(
+    base=SettingsTimeLimitTask, name="biginterview.close_lost_sync_runs", ignore_result=True
+)
+def close_lost_sync_runs() -> int:
+    """Close the "sync all" runs whose lease lapsed (``sync_runs.close_lost_runs``);
+    scheduled every minute. Returns how many were closed."""
+    return len(sync_runs.close_lost_runs())
 
 
 def schedule_account_sync(account_id: int) -> None:
@@ -353,7 +498,7 @@ def schedule_account_sync(account_id: int) -> None:
     transaction.on_commit(send)
 
 
-# --- Webhook tasks (webhooks.py) -------------------------------------------------------
+# --- Webhook tasks (webhook_processing.py) -------------------------------------------------------
 #
 # Periodic schedule (task names, no arguments):
 #
@@ -376,11 +521,12 @@ def schedule_syncs_after_webhooks(account_ids: Iterable[int | None]) -> None:
             logger.warning("Could not schedule a sync of account %s", account_id, exc_info=True)
 
 
-def _process(event_id: int) -> webhooks.ProcessOutcome:
-    outcome = webhooks.process_event(event_id)
-    if outcome.failed:
-        logger.warning("Webhook event %s failed: %s", event_id, outcome.reason)
-    return outcome
+def _report(outcomes: list[webhook_processing.ProcessOutcome]) -> list[str]:
+    for outcome in outcomes:
+        if outcome.failed:
+            logger.warning("Webhook event %s failed: %s", outcome.event_id, outcome.reason)
+    schedule_syncs_after_webhooks(outcome.sync_account_id for outcome in outcomes)
+    return [outcome.status for outcome in outcomes]
 
 
 @shared_task(
@@ -390,18 +536,15 @@ def _process(event_id: int) -> webhooks.ProcessOutcome:
     ignore_result=True,
 )
 def process_webhook_event(event_id: int) -> str:
-    """Process one stored webhook event (by primary key).
+    """Process one stored webhook event (by primary key), counting its attempt first.
 
-    ``acks_late``: the message is acknowledged only after the task ran, so a worker shut
-    down mid-task (a warm shutdown, a lost connection) leaves it to be redelivered; an
-    event whose worker died outright stays ``pending`` and the sweeper re-enqueues it.
-    Either way the domain locks the event row and re-reads its status, so a redelivery
-    never processes an event twice. A failure is stored on the row (the sweeper retries
-    it with backoff), so the task itself does not retry.
+    Sent by earlier versions' sweeper; kept so their messages still run. ``acks_late``:
+    the message is acknowledged only after the task ran, so a warm shutdown leaves it to
+    be redelivered. A worker that died outright loses the message, and the sweeper sends
+    the still ``pending`` event again (never the broker: see ``webhook_processing``).
     """
-    outcome = _process(event_id)
-    schedule_syncs_after_webhooks([outcome.sync_account_id])
-    return outcome.status
+    [status] = _report([webhook_processing.process_event(event_id)])
+    return status
 
 
 @shared_task(
@@ -411,34 +554,32 @@ def process_webhook_event(event_id: int) -> str:
     ignore_result=True,
 )
 def process_webhook_events(event_ids: list[int]) -> list[str]:
-    """Process several stored events, each in its own transaction, in the order given.
-
-    What the receiver's publisher (``publisher.py``) sends; same guarantees as
-    :func:`process_webhook_event` for each event.
-    """
-    outcomes = [_process(event_id) for event_id in event_ids]
-    schedule_syncs_after_webhooks(outcome.sync_account_id for outcome in outcomes)
-    return [outcome.status for outcome in outcomes]
+    """Process several stored events (``webhook_processing.process_events``): what the
+    receiver's publisher and the sweeper send. Same delivery rules as
+    :func:`process_webhook_event`."""
+    return _report(webhook_processing.process_events(event_ids))
 
 
 @shared_task(
     base=SettingsTimeLimitTask, name="biginterview.sweep_webhook_events", ignore_result=True
 )
 def sweep_webhook_events() -> int:
-    """Re-enqueue events stuck ``pending`` (the broker was down when they arrived) and
-    ``failed`` events whose backoff has passed; returns how many were sent."""
-    sent = 0
-    for event_id in webhooks.claim_due_events():
-        try:
-            process_webhook_event.apply_async(
-                args=(event_id,),
-                retry=True,
-                retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-            )
-        except Exception:  # broker still down: the lease expires, next sweep retries
-            logger.warning("Webhook sweeper could not reach the broker", exc_info=True)
-            break
-        sent += 1
+    """Send again, in batches, the events stuck ``pending`` (the broker was down when they
+    arrived, or their worker died) and the ``failed`` ones whose backoff has passed;
+    returns how many were sent."""
+
+    def send(batch: list[int]) -> None:
+        process_webhook_events.apply_async(
+            args=(batch,),
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+
+    try:
+        sent = webhook_processing.sweep(send)
+    except Exception:  # broker still down: the leases expire, a later sweep sends them
+        logger.warning("Webhook sweeper could not reach the broker", exc_info=True)
+        return 0
     if sent:
         logger.info("Webhook sweeper re-enqueued %d event(s)", sent)
     return sent
@@ -448,16 +589,38 @@ def sweep_webhook_events() -> int:
     base=SettingsTimeLimitTask, name="biginterview.purge_webhook_events", ignore_result=True
 )
 def purge_webhook_events() -> int:
-    """Delete processed and ignored events older than ``WEBHOOK_RETENTION``.
+    """Delete events past their retention (``webhook_processing.purge_events``).
 
     A retention under two hours is refused: logged as an error and raised, so the
     misconfiguration shows in the worker's log and in the task's result.
     """
     try:
-        deleted = webhooks.purge_events()
+        deleted = webhook_processing.purge_events()
     except ImproperlyConfigured as exc:
         logger.error("Webhook purge refused: %s", exc)
         raise
     if deleted:
         logger.info("Purged %d old webhook event(s)", deleted)
+    return deleted
+
+
+# --- Anonymous accounts (sso.py) -------------------------------------------------------
+#
+# Periodic schedule (task name, no arguments):
+#
+#     "biginterview-purge-anonymous-accounts": {
+#         "task": "biginterview.purge_anonymous_accounts",
+#         "schedule": timedelta(hours=1),
+#     },
+
+
+@shared_task(
+    base=SettingsTimeLimitTask, name="biginterview.purge_anonymous_accounts", ignore_result=True
+)
+def purge_anonymous_accounts() -> int:
+    """Delete the local anonymous accounts past their 24-hour life
+    (``sso.purge_anonymous_accounts``); returns how many."""
+    deleted = sso.purge_anonymous_accounts()
+    if deleted:
+        logger.info("Purged %d anonymous account(s) past their life", deleted)
     return deleted

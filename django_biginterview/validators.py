@@ -1,9 +1,11 @@
-"""The documented ``partner_id`` rules, shared by the client and the models."""
+"""The documented ``partner_id`` rules, shared by the client and the models, and the
+member-area rule for the SSO ``redirect_to``."""
 
 from __future__ import annotations
 
 import re
 from typing import TypeGuard
+from urllib.parse import urlsplit
 
 from .exceptions import InvalidPartnerId
 
@@ -23,3 +25,22 @@ def validate_partner_id(value: object) -> str:
     if is_valid_partner_id(value):
         return value
     raise InvalidPartnerId("partner_id must be 1 to 64 characters from 0-9, a-z, A-Z, '-' and '_'.")
+
+
+#: Where Big Interview's documented member pages live (dashboard, curriculum, interviews).
+MEMBER_AREA = "/members"
+
+
+def is_member_area_path(value: str) -> bool:
+    """Whether the path of ``value`` is ``/members`` or below, with no ``.`` or ``..``
+    segment that a browser would resolve to somewhere else.
+
+    ``redirect_to`` may only land on a member page: Big Interview's other paths include
+    ``/sso/logout?return_url=...``, which would log the user out and send them to any
+    site, whatever ``RETURN_URL`` says. Check every decoded form too (``%2e%2e``).
+    """
+    path = urlsplit(value).path
+    if path != MEMBER_AREA and not path.startswith(MEMBER_AREA + "/"):
+        return False
+    segments = path.split("/")
+    return "." not in segments and ".." not in segments

@@ -15,6 +15,7 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
+from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.negotiation import BaseContentNegotiation
@@ -25,13 +26,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import publisher, sso, webhooks
-from .adapter import MissingProfileData
+from .adapter import MissingProfileData, get_adapter
 from .api.schema import webhook_schema
 from .client import BigInterviewClient, SSOToken
 from .conf import app_settings
 from .exceptions import (
     APIError,
     AuthenticationError,
+    LimitReached,
     PermissionDenied,
     WebhookValidationError,
 )
@@ -44,27 +46,82 @@ sso_logger = logging.getLogger("django_biginterview.sso")
 #: Session key holding the pk of an anonymous visitor's ``Account``.
 ANONYMOUS_ACCOUNT_SESSION_KEY = "biginterview_anonymous_account"
 
+#: Session key set by :func:`offer_anonymous_practice`: this visitor saw one of the site's
+#: own pages offer the practice link.
+PRACTICE_OFFERED_SESSION_KEY = "biginterview_practice_offered"
+
+
+def offer_anonymous_practice(request: HttpRequest) -> None:
+    """Let this logged-out visitor's practice clicks get an anonymous account.
+
+    Call it from the views of pages that show the practice link; the template tags
+    ``biginterview_practice_link`` and ``biginterview_practice_url`` call it themselves
+    (when ``request`` is in the context). It marks the visitor's session, creating the
+    session if needed, so the click that follows comes with a session that existed
+    before it. Nothing happens when ``ANONYMOUS_USERS`` is off, the visitor is logged in
+    or has no session middleware, or the mark is already there (no write then).
+    """
+    if not app_settings.ANONYMOUS_USERS:
+        return
+    user = getattr(request, "user", None)
+    session = getattr(request, "session", None)
+    if session is None or (user is not None and user.is_authenticated):
+        return
+    if not session.get(PRACTICE_OFFERED_SESSION_KEY):
+        session[PRACTICE_OFFERED_SESSION_KEY] = True
+
+
+def _may_practise_anonymously(request: HttpRequest) -> bool:
+    """Whether this logged-out click may get an anonymous account: its session existed
+    before the click and was marked by :func:`offer_anonymous_practice`, and the browser
+    does not call the request cross-site (``Sec-Fetch-Site``). So a request without a
+    cookie (a bot, a cross-site ``<img>`` under ``SameSite=Lax``) or started by another
+    site creates nothing, and nothing is written for it."""
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return False
+    return request.session.session_key is not None and bool(
+        request.session.get(PRACTICE_OFFERED_SESSION_KEY)
+    )
+
+
+class _LoginRedirect(HttpResponseRedirect):
+    """The redirect into Big Interview. Its ``Location`` logs the visitor in, so its repr
+    (shown for the ``response`` of middleware frames in error reports) leaves it out."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} status_code={self.status_code}>"
+
 
 @login_not_required
 @transaction.non_atomic_requests
+@sensitive_variables()
 def practice(request: HttpRequest) -> HttpResponse:
     """Send the visitor to Big Interview, logged into their own account.
 
     Marked ``login_not_required`` so ``LoginRequiredMiddleware`` lets anonymous visitors
     through when ``ANONYMOUS_USERS`` is on; otherwise it sends them to ``LOGIN_URL``
-    itself. Not wrapped in ``ATOMIC_REQUESTS``: the account row lock must be released as
-    soon as the token is stored, not at the end of the request.
+    itself, as it does a logged-out visitor whose click may not get an anonymous account
+    (:func:`_may_practise_anonymously`). Not wrapped in ``ATOMIC_REQUESTS``: the account
+    row lock must be released as soon as the token is stored, not at the end of the
+    request. Every API call of the click shares one ``SSO_TIME_BUDGET``, so a slow Big
+    Interview ends in the "unavailable" page before a proxy's gateway timeout.
+
+    ``sensitive_variables()``: with ``DEBUG`` off, error reports show no local variable
+    of this view or of anything it calls (the ORM's SQL parameters and fetched rows, the
+    client's response bodies), as any of them may hold a token or the API key.
     """
     anonymous = not request.user.is_authenticated
-    if anonymous and not app_settings.ANONYMOUS_USERS:
+    if anonymous and not (app_settings.ANONYMOUS_USERS and _may_practise_anonymously(request)):
         return redirect_to_login(request.get_full_path(), django_settings.LOGIN_URL)
 
     redirect_to = sso.clean_redirect_to(request.GET.get("redirect_to"))
+    client = sso.sso_client()
     try:
-        if anonymous:
-            token = _anonymous_token(request, sso.sso_client())
-        else:
-            token = sso.practice_token_for_user(request.user, sso.sso_client())
+        with client.deadline(float(app_settings.SSO_TIME_BUDGET)):
+            if anonymous:
+                token = _anonymous_token(request, client)
+            else:
+                token = sso.practice_token_for_user(request.user, client)
     except MissingProfileData as exc:
         # 409: the request is fine, the user's profile is not (yet) usable.
         return render(
@@ -81,20 +138,25 @@ def practice(request: HttpRequest) -> HttpResponse:
     except APIError as exc:
         return _unavailable(request, exc)
 
-    url = sso.build_login_url(
+    login_url = sso.build_login_url(
         token,
         redirect_to=redirect_to or sso.default_redirect_to(),
         return_url=_return_url(request),
     )
-    response = HttpResponseRedirect(url)
+    response = _LoginRedirect(login_url)
     # The Location carries a login token: no cache may keep it.
     add_never_cache_headers(response)
     return response
 
 
 def _anonymous_token(request: HttpRequest, client: BigInterviewClient) -> SSOToken:
+    session_key = request.session.session_key
+    assert session_key is not None  # _may_practise_anonymously
+    visitor = sso.AnonymousVisitor.for_session(
+        session_key, get_adapter().anonymous_rate_key(request)
+    )
     previous = request.session.get(ANONYMOUS_ACCOUNT_SESSION_KEY)
-    account, token = sso.get_anonymous_token(previous, client)
+    account, token = sso.get_anonymous_token(previous, client, visitor)
     if account.pk != previous:
         request.session[ANONYMOUS_ACCOUNT_SESSION_KEY] = account.pk
     return token
@@ -122,6 +184,8 @@ def _unavailable(request: HttpRequest, exc: APIError) -> HttpResponse:
             "Interview must enable anonymous users for the organisation (or turn "
             "BIGINTERVIEW['ANONYMOUS_USERS'] off)."
         )
+    elif isinstance(exc, LimitReached):
+        sso_logger.warning("Practice click refused by a limit of this site: %s", exc)
     else:
         sso_logger.warning("Big Interview is unavailable for SSO: %s", exc)
     response = render(request, "biginterview/unavailable.html", status=503)

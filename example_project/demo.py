@@ -4,8 +4,9 @@
 It creates a virtualenv (``.venv-demo`` at the repository root) with the package and the
 example extra, migrates a SQLite database, creates a demo user and an admin (printing
 their credentials), then starts the Big Interview sandbox (webhooks pointed at the
-portal), a Celery worker and beat (kombu's filesystem broker: no server needed) and the
-portal, prints the URL and waits. Ctrl-C stops everything it started.
+portal), the Procfile's Celery worker and beat (kombu's filesystem broker: no server
+needed) and the portal (``runserver``, which serves the admin's static files, unlike the
+Procfile's gunicorn), prints the URL and waits. Ctrl-C stops everything it started.
 
 Options: ``--port`` (portal, 8000), ``--sandbox-port`` (8765), ``--data-dir`` (database,
 broker folder, logs; default ``example_project/.demo``), ``--no-install`` (use the current
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -61,6 +63,16 @@ def ensure_virtualenv(argv: list[str]) -> None:
     os.execv(str(python), [str(python), str(Path(__file__).resolve()), "--no-install", *argv])
 
 
+def procfile_commands() -> dict[str, list[str]]:
+    """The Procfile's commands by process type (``name: command`` lines)."""
+    commands = {}
+    for line in (HERE / "Procfile").read_text().splitlines():
+        name, separator, command = line.partition(":")
+        if separator and not line.lstrip().startswith("#"):
+            commands[name.strip()] = shlex.split(command)
+    return commands
+
+
 def wait_until_up(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,6 +97,8 @@ def main(argv: list[str]) -> int:
     sandbox_url = f"http://127.0.0.1:{args.sandbox_port}"
     env = {
         **os.environ,
+        # The Procfile's commands (``celery``) come from this interpreter's environment.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
         "DJANGO_SETTINGS_MODULE": "example_project.settings",
         "BIGINTERVIEW_BASE_URL": sandbox_url,
@@ -119,6 +133,7 @@ def main(argv: list[str]) -> int:
 
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
+    procfile = procfile_commands()
     commands = {
         "sandbox": [
             *manage,
@@ -132,31 +147,8 @@ def main(argv: list[str]) -> int:
             "--state-file",
             str(data_dir / "sandbox-state.json"),
         ],
-        "worker": [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "example_project",
-            "worker",
-            "--pool=solo",
-            "-l",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        "beat": [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "example_project",
-            "beat",
-            "-l",
-            "INFO",
-            "--schedule",
-            str(data_dir / "celerybeat-schedule"),
-        ],
+        "worker": procfile["worker"],
+        "beat": procfile["beat"],
         "portal": [*manage, "runserver", f"127.0.0.1:{args.port}", "--noreload"],
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}

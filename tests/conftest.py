@@ -55,6 +55,23 @@ def redis_url() -> str:
     return url
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the tests this environment's database or user model cannot run (the
+    PostgreSQL environments run the ``postgresql`` ones): they are not collected here,
+    rather than collected and skipped."""
+    vendor_ok = connection.vendor == "postgresql"
+    user_ok = settings.AUTH_USER_MODEL == "auth.User"
+    keep, drop = [], []
+    for item in items:
+        wanted = (vendor_ok or item.get_closest_marker("postgresql") is None) and (
+            user_ok or item.get_closest_marker("auth_user") is None
+        )
+        (keep if wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # One queue per test session, so parallel runs on one Redis never take each other's
     # tasks. Set before the Celery app exists: the settings read it.

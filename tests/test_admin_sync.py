@@ -206,6 +206,24 @@ def test_sync_run_list_shows_counts_duration_and_failures(admin) -> None:
     assert '<td class="field-accounts_synced">3</td>' in html
 
 
+def test_a_run_closed_as_lost_shows_its_state_lost_accounts_and_reason(admin) -> None:
+    start = timezone.now()
+    run = SyncRunFactory(
+        started_at=start,
+        finished_at=start + timedelta(minutes=6),
+        accounts_total=40,
+        accounts_synced=30,
+        accounts_lost=10,
+        lost_reason="No sign of life for 5 minutes: 10 account(s) were never reported.",
+    )
+    SyncRunFactory(started_at=start - timedelta(hours=1), finished_at=None)
+    html = admin.get(RUNS).content.decode()
+    assert "closed as lost" in html and "running" in html
+    assert '<td class="field-accounts_lost">10</td>' in html
+    detail = admin.get(reverse("admin:biginterview_syncrun_change", args=[run.pk]))
+    assert "10 account(s) were never reported" in detail.content.decode()
+
+
 @pytest.mark.parametrize("model", [Account, Interview, Track, SyncRun, WebhookEvent])
 def test_mirrored_rows_cannot_be_deleted_in_the_admin(admin, model) -> None:
     """A deleted interview row (a tombstone included) would let a late webhook bring the

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -41,9 +42,26 @@ def logged_in(user) -> Client:
     return client
 
 
+def with_view_permissions(user, *models: str):
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="biginterview", codename__in=[f"view_{m}" for m in models]
+        )
+    )
+    return user
+
+
 @pytest.fixture
 def staff_client() -> Client:
-    return logged_in(UserFactory(username="staff", is_staff=True))
+    """Staff with the view permission on each model the staff listings show."""
+    staff = UserFactory(username="staff", is_staff=True)
+    return logged_in(with_view_permissions(staff, "account", "interview", "track"))
+
+
+@pytest.fixture
+def user_client() -> Client:
+    """Signed in, no staff status: may read the schema (``API_SCHEMA_ACCESS`` default)."""
+    return logged_in(UserFactory(username="reader"))
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -174,8 +192,8 @@ def test_staff_interviews_and_tracks_filter_by_partner_id(account, staff_client)
     assert len(tracks["results"][1]["steps"]) == 2
 
 
-def test_openapi_schema_lists_the_endpoints(client) -> None:
-    response = client.get(reverse("biginterview:api-schema"), {"format": "json"})
+def test_openapi_schema_lists_the_endpoints(user_client) -> None:
+    response = user_client.get(reverse("biginterview:api-schema"), {"format": "json"})
     assert response.status_code == 200
     paths = response.json()["paths"]
     for route in ROUTES:
@@ -196,13 +214,15 @@ def test_staff_filter_with_an_impossible_partner_id_finds_nothing(
     assert response.json()["count"] == 0
 
 
-def documented_statuses(client: Client, path: str) -> set[int]:
-    schema = client.get(reverse("biginterview:api-schema"), {"format": "json"}).json()
+def documented_statuses(reader: Client, path: str) -> set[int]:
+    schema = reader.get(reverse("biginterview:api-schema"), {"format": "json"}).json()
     return {int(code) for code in schema["paths"][path]["get"]["responses"]}
 
 
 @pytest.mark.parametrize("route", ROUTES)
-def test_every_answer_the_api_gives_is_in_its_schema(account, staff_client, client, route) -> None:
+def test_every_answer_the_api_gives_is_in_its_schema(
+    account, staff_client, user_client, client, route
+) -> None:
     """What a schema-driven client (or schemathesis) sees must be documented: success,
     anonymous, not allowed (staff routes), and no such page or account."""
     path = reverse(f"biginterview:{route}")
@@ -217,7 +237,7 @@ def test_every_answer_the_api_gives_is_in_its_schema(account, staff_client, clie
         .status_code,
     }
     assert 404 in seen and 200 in seen
-    assert seen <= documented_statuses(client, path)
+    assert seen <= documented_statuses(user_client, path)
 
 
 @pytest.mark.parametrize(
@@ -239,7 +259,7 @@ def test_page_size_is_honoured_capped_or_refused(account, page_size, status, sho
         assert len(response.json()["results"]) == shown
 
 
-def test_the_schema_leaves_itself_out(client) -> None:
-    paths = client.get(reverse("biginterview:api-schema"), {"format": "json"}).json()["paths"]
+def test_the_schema_leaves_itself_out(user_client) -> None:
+    paths = user_client.get(reverse("biginterview:api-schema"), {"format": "json"}).json()["paths"]
     assert reverse("biginterview:api-schema") not in paths
     assert reverse("biginterview:api-me") in paths

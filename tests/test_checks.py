@@ -24,6 +24,7 @@ from django_biginterview.checks import (
     check_durations,
     check_importables,
     check_numbers,
+    check_schema_access,
     check_settings,
     check_settings_deploy,
     check_unknown_keys,
@@ -248,6 +249,10 @@ def test_importable_dotted_paths_are_fine(configure: Any) -> None:
         ("READ_TIMEOUT", None),
         ("CONNECT_TIMEOUT", "3"),
         ("CONNECT_TIMEOUT", -1),
+        ("REQUEST_DEADLINE", 0),
+        ("REQUEST_DEADLINE", "30s"),
+        ("SSO_TIME_BUDGET", -1),
+        ("SSO_TIME_BUDGET", None),
         ("MAX_RETRIES", -1),
         ("MAX_RETRIES", True),
         ("RETRY_BACKOFF_MAX", "lots"),
@@ -260,6 +265,15 @@ def test_importable_dotted_paths_are_fine(configure: Any) -> None:
         ("TASK_TIME_LIMIT", "3 minutes"),
         ("SYNC_MAX_RETRIES", -2),
         ("RATE_LIMIT", "10/s"),
+        ("ANONYMOUS_ACCOUNTS_PER_HOUR", 0),
+        ("ANONYMOUS_ACCOUNTS_PER_SESSION", -1),
+        ("ANONYMOUS_ACCOUNTS_PER_RATE_KEY", "10"),
+        ("SSO_MIN_TOKEN_LIFE", 0),
+        ("INTERACTIVE_RATE_SHARE", 0),
+        ("INTERACTIVE_RATE_SHARE", 1),
+        ("INTERACTIVE_RATE_SHARE", 1.5),
+        ("INTERACTIVE_RATE_SHARE", "25%"),
+        ("INTERACTIVE_RATE_SHARE", None),
     ],
 )
 def test_unusable_numbers_and_durations_are_an_error(configure: Any, key: str, value: Any) -> None:
@@ -268,6 +282,12 @@ def test_unusable_numbers_and_durations_are_an_error(configure: Any, key: str, v
     assert ids(messages) == ["biginterview.E013"]
     assert key in messages[0].msg
     assert check_settings()  # and check_settings() does not crash on it either
+
+
+@pytest.mark.parametrize("share", [0.01, 0.25, 0.99])
+def test_a_share_strictly_between_0_and_1_is_fine(configure: Any, share: float) -> None:
+    configure(INTERACTIVE_RATE_SHARE=share)
+    assert check_numbers() == []
 
 
 @pytest.mark.parametrize(
@@ -385,3 +405,20 @@ def test_check_command_deploy_fails_on_plain_http(configure: Any, settings: Any)
     assert "biginterview.W007" in run_check()
     with pytest.raises(SystemCheckError, match=r"biginterview\.E007"):
         run_check(deploy=True)
+
+
+# -- API_SCHEMA_ACCESS (E014) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["authenticated", "staff", "public"])
+def test_the_schema_access_levels_are_accepted(configure: Any, value: str) -> None:
+    configure(API_SCHEMA_ACCESS=value)
+    assert check_schema_access() == []
+
+
+@pytest.mark.parametrize("value", ["Public", "everyone", "", None, True, ["staff"]])
+def test_an_unknown_schema_access_is_an_error(configure: Any, value: Any) -> None:
+    configure(API_SCHEMA_ACCESS=value)
+    messages = check_settings()
+    assert ids(messages) == ["biginterview.E014"]
+    assert messages[0].level == ERROR and "API_SCHEMA_ACCESS" in messages[0].msg

@@ -27,11 +27,13 @@ from werkzeug import Request, Response
 
 from django_biginterview import __version__
 from django_biginterview.client import (
+    MAX_JSON_DEPTH,
     REDACTED,
     BigInterviewClient,
     Interview,
     Track,
     UserResult,
+    clean_json,
     get_client,
     parse_datetime,
     parse_retry_after,
@@ -40,6 +42,7 @@ from django_biginterview.exceptions import (
     APIError,
     AuthenticationError,
     InvalidPartnerId,
+    JSONTooDeep,
     MissingSetting,
     NotFound,
     PermissionDenied,
@@ -714,6 +717,138 @@ def test_redirects_are_not_followed(api: HTTPServer, client: BigInterviewClient)
     assert paths(api) == [USER_PATH]
 
 
+# -- odd data: NUL characters, dates Python cannot hold, deep nesting ---------------------
+
+
+def nested(depth: int, inner: str = "[]") -> str:
+    """JSON text of arrays nested ``depth`` levels deep (``inner`` at the bottom)."""
+    return "[" * (depth - 1) + inner + "]" * (depth - 1)
+
+
+def test_nul_characters_are_removed_from_keys_and_values_and_logged_by_place(
+    api: HTTPServer, client: BigInterviewClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    interview = {**INTERVIEW, "title": "Top\u0000 10", "notes\u0000": ["a\u0000b"]}
+    api.expect_oneshot_request(INTERVIEWS_PATH).respond_with_json({"interviews": [interview]})
+
+    with caplog.at_level(logging.WARNING, logger="django_biginterview"):
+        [parsed] = client.list_interviews("abc123")
+
+    assert parsed.title == "Top 10"
+    assert parsed.raw == {**INTERVIEW, "title": "Top 10", "notes": ["ab"]}
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "list_interviews" in message
+    for place in ("interviews[0].title", "interviews[0].notes", "interviews[0].notes[0]"):
+        assert place in message
+    assert "Top" not in message and API_KEY not in message  # the place, never the value
+
+
+def test_a_nul_in_an_error_body_is_removed_too(
+    api: HTTPServer, make_client: Callable[..., BigInterviewClient]
+) -> None:
+    body = {"error": {"type": "validation\u0000error", "message": {"email": ["is\u0000 bad"]}}}
+    api.expect_request(USER_PATH).respond_with_json(body, status=422)
+    with pytest.raises(ValidationError) as excinfo:
+        make_client().create_or_refresh_user("abc123", first_name="A", last_name="B", email="e")
+    assert excinfo.value.error_type == "validationerror"
+    assert excinfo.value.field_errors == {"email": ["is bad"]}
+
+
+def test_clean_json_keeps_the_later_value_when_two_keys_become_equal() -> None:
+    value, places = clean_json(json.loads('{"ab": 1, "a\\u0000b": 2, "c": "\\u0000"}'))
+    assert value == {"ab": 2, "c": ""}
+    assert sorted(places) == ["ab", "c"]
+    assert clean_json("a\x00b") == ("ab", ["(the whole body)"])
+    assert clean_json(7) == (7, [])
+
+
+def test_clean_json_refuses_nesting_past_the_limit_without_recursing() -> None:
+    deepest = json.loads(nested(MAX_JSON_DEPTH, '{"k": "\\u0000"}'))
+    assert clean_json(deepest)[1] == ["[0]" * (MAX_JSON_DEPTH - 1) + ".k"]
+    with pytest.raises(JSONTooDeep):
+        clean_json(json.loads(nested(MAX_JSON_DEPTH + 1)))
+    with pytest.raises(JSONTooDeep):
+        clean_json(json.loads(nested(5_000)))  # past Python's recursion limit
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ("0001-01-01T00:00:00+01:00", "updated_at"),  # year 0 in UTC: OverflowError before
+        ("9999-12-31T23:59:59-01:00", "updated_at"),  # year 10000 in UTC
+        ("0001-01-01T00:00:00Z", "created_at"),  # valid, but a day's arithmetic overflows
+        ("9999-12-31T12:00:00Z", "created_at"),
+    ],
+)
+def test_an_interview_date_out_of_range_is_unexpected_and_named(
+    api: HTTPServer, client: BigInterviewClient, value: str, field: str
+) -> None:
+    api.expect_oneshot_request(INTERVIEWS_PATH).respond_with_json(
+        {"interviews": [{**INTERVIEW, field: value}]}
+    )
+    with pytest.raises(UnexpectedResponse, match=f"'{field}' holds a date out of range") as excinfo:
+        client.list_interviews("abc123")
+    assert excinfo.value.status == 200
+    assert excinfo.value.__context__ is None
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_token_expiry_out_of_range_is_unexpected_and_named(
+    api: HTTPServer, client: BigInterviewClient, value: str
+) -> None:
+    body = json.loads(json.dumps(USER_BODY))
+    body["user"]["token"]["expires_at"] = value
+    api.expect_oneshot_request(USER_PATH).respond_with_json(body)
+    with pytest.raises(UnexpectedResponse, match="'expires_at' holds a date out of range"):
+        client.create_or_refresh_user("abc123", first_name="A", last_name="B", email="e")
+
+
+def test_parse_datetime_accepts_the_years_it_can_compute_with() -> None:
+    assert parse_datetime("0002-01-01T00:00:00Z") == datetime(2, 1, 1, tzinfo=UTC)
+    assert parse_datetime("9998-12-31T23:59:59+00:00") == datetime(
+        9998, 12, 31, 23, 59, 59, tzinfo=UTC
+    )
+    with pytest.raises(UnexpectedResponse, match="Response date holds a date out of range"):
+        parse_datetime("0001-01-01T00:00:00+01:00")
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5_000, 100_000])
+def test_a_success_body_nested_too_deeply_is_unexpected(
+    api: HTTPServer, client: BigInterviewClient, depth: int
+) -> None:
+    # 100,000 levels make Python's JSON parser raise RecursionError; 5,000 do not.
+    body = '{"interviews": [' + nested(depth - 2) + "]}"
+    api.expect_oneshot_request(INTERVIEWS_PATH).respond_with_data(
+        body, content_type="application/json"
+    )
+    with pytest.raises(UnexpectedResponse, match="nested more than 500 levels") as excinfo:
+        client.list_interviews("abc123")
+    assert excinfo.value.status == 200
+    assert excinfo.value.__context__ is None
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+@pytest.mark.parametrize(("status", "exception"), [(404, NotFound), (500, ServerError)])
+def test_an_error_body_nested_too_deeply_still_maps_by_status(
+    api: HTTPServer,
+    make_client: Callable[..., BigInterviewClient],
+    depth: int,
+    status: int,
+    exception: type[APIError],
+) -> None:
+    body = '{"error": {"type": "x", "message": ' + nested(depth) + "}}"
+    api.expect_request(TRACKS_PATH).respond_with_data(
+        body, status=status, content_type="application/json"
+    )
+    with pytest.raises(exception) as excinfo:
+        make_client(max_retries=0).list_tracks("abc123")
+    assert excinfo.value.status == status
+    assert (excinfo.value.error_type, excinfo.value.error_message) == (None, None)
+    assert excinfo.value.__context__ is None
+
+
 # -- retries -------------------------------------------------------------------------------
 
 
@@ -860,6 +995,18 @@ def test_a_retry_after_longer_than_backoff_max_raises_at_once(
         make_client(backoff_max=30).list_tracks("abc123")
     assert excinfo.value.retry_after == 3600.0
     assert excinfo.value.transient is True
+    assert len(api.log) == 1
+    assert sleeps.delays == []
+
+
+def test_a_wait_that_would_pass_the_deadline_raises_the_error_instead(
+    api: HTTPServer, make_client: Callable[..., BigInterviewClient], sleeps: SleepRecorder
+) -> None:
+    api.expect_request(TRACKS_PATH).respond_with_data("", status=503, headers={"Retry-After": "5"})
+
+    with pytest.raises(ServerError) as excinfo:
+        make_client(backoff_max=30, request_deadline=3).list_tracks("abc123")
+    assert excinfo.value.retry_after == 5.0
     assert len(api.log) == 1
     assert sleeps.delays == []
 
@@ -1114,6 +1261,7 @@ def test_the_token_is_hidden_in_result_reprs(api: HTTPServer, client: BigIntervi
         {"base_url": "https://acme.biginterview.com", "api_key": ""},
         {"base_url": "https://acme.biginterview.com", "api_key": API_KEY, "read_timeout": 0},
         {"base_url": "https://acme.biginterview.com", "api_key": API_KEY, "connect_timeout": -1},
+        {"base_url": "https://acme.biginterview.com", "api_key": API_KEY, "request_deadline": 0},
     ],
 )
 def test_constructor_refuses_unusable_options(options: dict[str, Any]) -> None:
@@ -1128,12 +1276,14 @@ def test_get_client_reads_settings_when_called(settings: Any) -> None:
         "CONNECT_TIMEOUT": 1.5,
         "READ_TIMEOUT": 4,
         "MAX_RETRIES": 5,
+        "REQUEST_DEADLINE": 12,
     }
     first = get_client()
     assert get_client() is first  # pooled connections are reused
     assert first.base_url == "https://one.biginterview.com"
     assert first.timeout == (1.5, 4.0)
     assert first.max_retries == 5
+    assert first.request_deadline == 12.0
 
     settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "API_KEY": "another-key"}
     second = get_client()

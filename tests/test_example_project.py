@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.drills.procfile import procfile_command, procfile_lines
 from tests.test_webhook_support import EXAMPLE_BODY, EXAMPLE_HEADERS, EXAMPLE_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,3 +129,28 @@ def test_gunicorn_receives_a_chunked_delivery_and_one_without_the_slash(
     connection.close()
 
     assert sorted(stored_notification_ids(tmp_path)) == ["123456789", "no-slash-1"]
+
+
+def test_procfile_runs_the_portal_a_prefork_worker_on_every_queue_and_beat() -> None:
+    """The Procfile is what partners, benchmarks and the fault drills run: a web server, one
+    worker that consumes every queue the app uses (only ``celery``), and beat."""
+    lines = procfile_lines()
+    assert set(lines) == {"web", "worker", "beat"}
+
+    web = procfile_command("web", {"PORT": "8123"})
+    assert web[:2] == ["gunicorn", "example_project.wsgi"]
+    assert "127.0.0.1:8123" in web
+    assert "127.0.0.1:8000" in procfile_command("web", {})  # sh's ${PORT:-8000}
+
+    worker = procfile_command("worker", {})
+    assert worker[:4] == ["celery", "-A", "example_project", "worker"]
+    assert worker[worker.index("--pool") + 1] == "prefork"
+    assert worker[worker.index("-Q") + 1].split(",") == ["celery"]
+
+    beat = procfile_command("beat", {})
+    assert beat[:4] == ["celery", "-A", "example_project", "beat"]
+    schedule = EXAMPLE / beat[beat.index("--schedule") + 1]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(schedule)], cwd=ROOT, check=False
+    ).returncode
+    assert ignored == 0, f"{schedule} is not ignored by git"

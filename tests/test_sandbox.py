@@ -529,6 +529,18 @@ def test_error_rate_one_fails_every_call_with_a_non_json_body(sb: Sandbox) -> No
         response.json()
 
 
+def test_injected_errors_carry_retry_after_only_when_asked(sb: Sandbox) -> None:
+    sb.set_faults(fail_next=1, error_status=503)
+    assert "Retry-After" not in api(sb, "GET", "/api/users/abc123/tracks").headers
+
+    sb.set_faults(fail_next=1, error_status=503, error_retry_after=4)
+    response = api(sb, "GET", "/api/users/abc123/tracks")
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "4")
+    assert sb.faults()["error_retry_after"] == 4
+    with pytest.raises(ValueError):
+        sb.set_faults(error_retry_after=-1)
+
+
 def test_error_rate_is_a_share_of_calls(sb: Sandbox) -> None:
     sb.create_user("abc123")
     sb.set_faults(error_rate=0.5)

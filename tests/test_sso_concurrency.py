@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from django_biginterview.models import Account
 from django_biginterview.testing.factories import UserFactory
+from tests.anonymous_support import offered, use_own_store
 
 CLICKS = 6
 
@@ -101,3 +102,29 @@ def test_simultaneous_clicks_with_an_expired_token_refresh_it_once(
     assert {token_of(r) for r in responses} == {account.sso_token}
     assert account.sso_token != token_of(first)
     assert account.sso_token_expires_at > timezone.now() + timedelta(hours=47)
+
+
+@pytest.fixture
+def anonymous_session(transactional_db, client, settings, biginterview_sandbox, private_redis):
+    """The session cookie of a logged-out visitor a page of the site offered the link."""
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "ANONYMOUS_USERS": True}
+    use_own_store(settings, private_redis)
+    offered(client)
+    return client.cookies[django_settings.SESSION_COOKIE_NAME].value
+
+
+def test_simultaneous_clicks_of_one_anonymous_session_make_one_account(
+    live_server, biginterview_sandbox, anonymous_session
+):
+    """The clicks wait for each other on the session's lock (no row to lock yet), and
+    the later ones take the account the first one made."""
+    biginterview_sandbox.set_faults(latency=0.3)
+
+    responses = click_all_at_once(f"{live_server.url}/biginterview/practice/", anonymous_session)
+
+    assert [r.status_code for r in responses] == [302] * CLICKS
+    account = Account.objects.get()
+    assert account.anonymous
+    calls = biginterview_sandbox.api_calls(method="POST", path_prefix="/api/users/anonymous")
+    assert [c.status for c in calls] == [201]
+    assert {token_of(r) for r in responses} == {account.sso_token}

@@ -8,6 +8,7 @@ against the sandbox, a real HTTP server speaking the documented API.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,7 +20,13 @@ from django.utils import timezone
 from django_biginterview import sso
 from django_biginterview.adapter import MissingProfileData, get_adapter
 from django_biginterview.client import SSOToken, UserResult
-from django_biginterview.exceptions import AuthenticationError, ServerError, TransportError
+from django_biginterview.exceptions import (
+    AuthenticationError,
+    LimitReached,
+    ServerError,
+    TransportError,
+    UnexpectedResponse,
+)
 from django_biginterview.models import Account
 from django_biginterview.signals import account_created, token_refreshed
 from django_biginterview.testing.factories import (
@@ -28,6 +35,7 @@ from django_biginterview.testing.factories import (
     AnonymousAccountFactory,
     UserFactory,
 )
+from tests.anonymous_support import use_own_store
 
 SECRET_TOKEN = "f" * 64
 
@@ -82,12 +90,12 @@ SAFE_REDIRECTS = [
     "/members/mock_interviews/interview_info/52",
     "/members/search?q=a%20b",
     "/members/curriculum?chapter=6#top",
-    "/",
 ]
 
 ATTACKS = [
     "",
     None,
+    "/",  # not the member area: Big Interview's own /sso/ paths live beside it
     "https://evil.com",
     "http://evil.com/members/dashboard",
     "HTTPS://evil.com",
@@ -360,6 +368,45 @@ def test_new_remote_user_without_email_is_refused_before_any_call(db):
         sso.ensure_fresh_token(account, FakeClient())
 
 
+def test_a_fallback_token_about_to_expire_is_not_handed_out(db):
+    account = AccountWithTokenFactory(sso_token_expires_at=timezone.now() + timedelta(seconds=2))
+    with pytest.raises(ServerError):
+        sso.ensure_fresh_token(account, FakeClient(ServerError("down", status=503)))
+
+
+def test_the_minimum_life_follows_its_setting(db, settings):
+    account = AccountWithTokenFactory(sso_token_expires_at=timezone.now() + timedelta(minutes=5))
+    assert sso.ensure_fresh_token(account, FakeClient(ServerError("down", status=503)))
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "SSO_MIN_TOKEN_LIFE": 600}
+    with pytest.raises(ServerError):
+        sso.ensure_fresh_token(account, FakeClient(ServerError("down", status=503)))
+
+
+def test_a_cached_token_under_the_minimum_life_is_never_fresh(db, settings):
+    """Even with no refresh margin at all, a token about to expire is refreshed."""
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "TOKEN_REFRESH_MARGIN": 0}
+    account = AccountWithTokenFactory(sso_token_expires_at=timezone.now() + timedelta(seconds=10))
+    client = FakeClient(user_result(account.partner_id, token="n" * 64, created=False))
+    assert sso.ensure_fresh_token(account, client).token == "n" * 64
+    assert len(client.calls) == 1
+
+
+def test_a_new_token_that_expires_too_soon_is_refused_and_not_stored(db):
+    account = AccountWithTokenFactory(sso_token_expires_at=timezone.now() - timedelta(hours=1))
+    before = account.sso_token
+    client = FakeClient(user_result(account.partner_id, token="s" * 64, hours=0.01))
+    with pytest.raises(UnexpectedResponse):
+        sso.ensure_fresh_token(account, client)
+    account.refresh_from_db()
+    assert account.sso_token == before
+
+
+def test_a_refused_interactive_slot_falls_back_to_the_cached_token(db):
+    account = AccountWithTokenFactory(sso_token_expires_at=timezone.now() + timedelta(minutes=20))
+    client = FakeClient(LimitReached("used up", retry_after=5))
+    assert sso.ensure_fresh_token(account, client).token == account.sso_token
+
+
 # --- practice_token_for_user ---------------------------------------------------------------
 
 
@@ -382,13 +429,20 @@ def test_practice_token_creates_account_and_token_in_one_go(db):
 # --- anonymous visitors ----------------------------------------------------------------
 
 
+@pytest.fixture
+def visitor(settings, private_redis):
+    """A visitor, whose quotas and lock live in a coordination store of the test's own."""
+    use_own_store(settings, private_redis)
+    return sso.AnonymousVisitor.for_session(uuid.uuid4().hex)
+
+
 def test_anonymous_visitor_gets_a_new_account_capped_at_24_hours(
-    db, django_capture_on_commit_callbacks
+    db, visitor, django_capture_on_commit_callbacks
 ):
     created_at = timezone.now() - timedelta(hours=1)  # token: 48 h left; account: 23 h
     client = FakeClient(user_result("anon_abc123", anonymous=True, created_at=created_at))
     with django_capture_on_commit_callbacks() as callbacks:
-        account, token = sso.get_anonymous_token(None, client)
+        account, token = sso.get_anonymous_token(None, client, visitor)
     assert len(callbacks) == 2  # account_created and token_refreshed
     assert account.anonymous and account.user is None
     assert account.partner_id == "anon_abc123"
@@ -396,38 +450,40 @@ def test_anonymous_visitor_gets_a_new_account_capped_at_24_hours(
     assert account.sso_token_expires_at == token.expires_at
 
 
-def test_anonymous_account_is_reused_while_fresh(db):
+def test_anonymous_account_is_reused_while_fresh(db, visitor):
     account = AnonymousAccountFactory(
         sso_token="a" * 64, sso_token_expires_at=timezone.now() + timedelta(hours=20)
     )
-    again, token = sso.get_anonymous_token(account.pk, FakeClient())
+    again, token = sso.get_anonymous_token(account.pk, FakeClient(), visitor)
     assert again == account
     assert token.token == "a" * 64
 
 
 @pytest.mark.parametrize("session_value", ["garbage", 10**9, None])
-def test_unknown_anonymous_reference_creates_a_new_account(db, session_value):
+def test_unknown_anonymous_reference_creates_a_new_account(db, visitor, session_value):
     client = FakeClient(user_result("anon_new", anonymous=True))
-    account, _ = sso.get_anonymous_token(session_value, client)
+    account, _ = sso.get_anonymous_token(session_value, client, visitor)
     assert account.partner_id == "anon_new"
 
 
-def test_regular_account_pk_is_never_taken_as_anonymous(db):
+def test_regular_account_pk_is_never_taken_as_anonymous(db, visitor):
     regular = AccountWithTokenFactory()
     client = FakeClient(user_result("anon_new", anonymous=True))
-    account, token = sso.get_anonymous_token(regular.pk, client)
+    account, token = sso.get_anonymous_token(regular.pk, client, visitor)
     assert account.partner_id == "anon_new"
     assert token.token != regular.sso_token
 
 
-def test_stale_anonymous_account_is_replaced_but_kept_when_the_api_fails(db):
+def test_stale_anonymous_account_is_replaced_but_kept_when_the_api_fails(db, visitor):
     account = AnonymousAccountFactory(
         sso_token="a" * 64, sso_token_expires_at=timezone.now() + timedelta(minutes=10)
     )
-    again, token = sso.get_anonymous_token(account.pk, FakeClient(ServerError("x", status=503)))
+    again, token = sso.get_anonymous_token(
+        account.pk, FakeClient(ServerError("x", status=503)), visitor
+    )
     assert again == account and token.token == "a" * 64
     replaced, token = sso.get_anonymous_token(
-        account.pk, FakeClient(user_result("anon_next", anonymous=True))
+        account.pk, FakeClient(user_result("anon_next", anonymous=True)), visitor
     )
     assert replaced.partner_id == "anon_next"
 
@@ -436,3 +492,54 @@ def test_anonymous_accounts_are_not_refreshed_through_the_user_endpoint(db):
     account = AnonymousAccountFactory()
     with pytest.raises(ValueError):
         sso.ensure_fresh_token(account, FakeClient())
+
+
+@pytest.mark.parametrize("holder", ["anonymous", "regular"])
+def test_a_partner_id_already_held_here_is_refused_not_reused(db, visitor, caplog, holder):
+    """Big Interview hands out an id a local account has: storing it would fail on the
+    unique key (an unhandled 500 before), and taking over the row would give its old
+    visitor this visitor's token."""
+    taken = (
+        AnonymousAccountFactory(partner_id="anon_taken", sso_token="o" * 64)
+        if holder == "anonymous"
+        else AccountWithTokenFactory(partner_id="anon_taken")
+    )
+    token_before = taken.sso_token
+    client = FakeClient(user_result("anon_taken", anonymous=True, token="n" * 64))
+    with pytest.raises(UnexpectedResponse) as raised:
+        sso.get_anonymous_token(None, client, visitor)
+    assert raised.value.__context__ is None  # the IntegrityError is not chained
+    assert Account.objects.count() == 1
+    taken.refresh_from_db()
+    assert taken.sso_token == token_before
+    assert "anon_taken" in caplog.text and "n" * 64 not in caplog.text
+
+
+def test_an_anonymous_token_about_to_expire_is_not_handed_out(db, visitor):
+    account = AnonymousAccountFactory(
+        sso_token="a" * 64, sso_token_expires_at=timezone.now() + timedelta(seconds=2)
+    )
+    with pytest.raises(ServerError):
+        sso.get_anonymous_token(account.pk, FakeClient(ServerError("x", status=503)), visitor)
+
+
+def test_an_anonymous_account_near_the_end_of_its_life_is_refused(db, visitor):
+    """Created remotely 23 h 59 min ago: its token is capped one minute from now."""
+    created_at = timezone.now() - timedelta(hours=23, minutes=59, seconds=30)
+    client = FakeClient(user_result("anon_old", anonymous=True, created_at=created_at))
+    with pytest.raises(UnexpectedResponse):
+        sso.get_anonymous_token(None, client, visitor)
+    assert not Account.objects.exists()
+
+
+def test_a_used_up_quota_keeps_the_visitors_usable_account(db, visitor, settings):
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "ANONYMOUS_ACCOUNTS_PER_SESSION": 1}
+    sso.get_anonymous_token(None, FakeClient(user_result("anon_1", anonymous=True)), visitor)
+    stale = Account.objects.get()
+    Account.objects.update(sso_token_expires_at=timezone.now() + timedelta(minutes=10))
+
+    again, _ = sso.get_anonymous_token(stale.pk, FakeClient(), visitor)
+    assert again == stale  # the quota refused a new one; the old one still works
+    Account.objects.update(sso_token_expires_at=timezone.now())
+    with pytest.raises(LimitReached):
+        sso.get_anonymous_token(stale.pk, FakeClient(), visitor)

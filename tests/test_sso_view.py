@@ -22,6 +22,7 @@ from django_biginterview.models import Account
 from django_biginterview.signals import account_created, token_refreshed
 from django_biginterview.testing.factories import UserFactory
 from django_biginterview.views import ANONYMOUS_ACCOUNT_SESSION_KEY
+from tests.anonymous_support import offered
 
 PRACTICE = "/biginterview/practice/"
 LOGIN_REQUIRED_MIDDLEWARE = "django.contrib.auth.middleware.LoginRequiredMiddleware"
@@ -298,6 +299,7 @@ def test_anonymous_visitor_gets_one_account_kept_in_the_session(
     if login_required_middleware:
         settings.MIDDLEWARE = [*settings.MIDDLEWARE, LOGIN_REQUIRED_MIDDLEWARE]
     set_app_settings(settings, ANONYMOUS_USERS=True)
+    offered(client)
 
     first = client.get(PRACTICE)
     account = Account.objects.get()
@@ -317,7 +319,7 @@ def test_anonymous_visitor_gets_one_account_kept_in_the_session(
 
 def test_anonymous_account_past_its_life_is_replaced(client, db, settings, biginterview_sandbox):
     set_app_settings(settings, ANONYMOUS_USERS=True)
-    client.get(PRACTICE)
+    offered(client).get(PRACTICE)
     old = Account.objects.get()
     Account.objects.filter(pk=old.pk).update(sso_token_expires_at=timezone.now())
     response = client.get(PRACTICE)
@@ -330,7 +332,7 @@ def test_logged_in_user_never_gets_the_sessions_anonymous_account(
     client, user, settings, biginterview_sandbox
 ):
     set_app_settings(settings, ANONYMOUS_USERS=True)
-    client.get(PRACTICE)
+    offered(client).get(PRACTICE)
     anonymous = Account.objects.get()
     client.force_login(user)
     params = login_params(client.get(PRACTICE))
@@ -342,7 +344,7 @@ def test_anonymous_visitor_during_an_outage_gets_the_friendly_page(
 ):
     set_app_settings(settings, ANONYMOUS_USERS=True)
     biginterview_sandbox.set_faults(error_rate=1.0, error_status=503)
-    response = client.get(PRACTICE)
+    response = offered(client).get(PRACTICE)
     assert response.status_code == 503
     assert ANONYMOUS_ACCOUNT_SESSION_KEY not in client.session
     assert not Account.objects.exists()
@@ -354,7 +356,7 @@ def test_anonymous_users_not_enabled_by_big_interview_are_logged_as_such(
     biginterview_sandbox_factory(anonymous_users=False)  # the service answers 403
     set_app_settings(settings, ANONYMOUS_USERS=True)
     with caplog.at_level(logging.WARNING, logger="django_biginterview"):
-        response = client.get(PRACTICE)
+        response = offered(client).get(PRACTICE)
     assert response.status_code == 503
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors and "anonymous users" in errors[0]
@@ -487,6 +489,30 @@ def test_token_inside_the_margin_is_used_when_the_refresh_fails(
     assert first["token"] not in caplog.text
     # The cached token still logs the user in.
     assert shown_partner_id(land(response["Location"])) == account.partner_id
+
+
+@pytest.mark.parametrize(
+    ("seconds_left", "min_life", "status"),
+    [(2, None, 503), (300, None, 302), (300, 600, 503)],
+    ids=["2s-left", "5min-left", "5min-left-under-10min-minimum"],
+)
+def test_a_cached_token_about_to_expire_is_never_handed_out(
+    logged_in, user, biginterview_sandbox, settings, seconds_left, min_life, status
+):
+    """When the refresh fails, the cached token is used only with ``SSO_MIN_TOKEN_LIFE``
+    (60 s by default) left: the visitor still has to follow the redirect."""
+    if min_life is not None:
+        set_app_settings(settings, SSO_MIN_TOKEN_LIFE=min_life)
+    first = login_params(logged_in.get(PRACTICE))
+    Account.objects.filter(user=user).update(
+        sso_token_expires_at=timezone.now() + timedelta(seconds=seconds_left)
+    )
+    biginterview_sandbox.set_faults(error_rate=1.0, error_status=503)
+    response = logged_in.get(PRACTICE)
+    assert response.status_code == status
+    if status == 503:
+        assert first["token"].encode() not in response.content
+        assert b"Big Interview is unavailable" in response.content
 
 
 def test_expired_token_and_outage_gives_the_friendly_page(logged_in, user, biginterview_sandbox):

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django_biginterview import client as api
 from django_biginterview import mirror, sync
 from django_biginterview.exceptions import ServerError
-from django_biginterview.models import Account, Interview, SyncRun, Track, TrackStep
+from django_biginterview.models import Account, Interview, Track, TrackStep
 from django_biginterview.signals import interview_changed, tracks_changed
 from django_biginterview.testing.factories import AccountFactory
 from tests.sync_support import remote_account, sandbox_client
@@ -157,23 +157,6 @@ def test_sync_never_rolls_back_newer_webhook_data(biginterview_sandbox) -> None:
     assert row.deleted_at is None
 
 
-class WebhookDuringFetch(api.BigInterviewClient):
-    """Writes an interview the way a webhook would, after the listing was fetched and
-    before the sync's transaction: the snapshot cannot know about it."""
-
-    def __init__(self, account: Account, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.account = account
-
-    def list_interviews(self, partner_id: str) -> list[api.Interview]:
-        listing = super().list_interviews(partner_id)
-        fresh = {"id": 777001, "title": "Just started", "updated_at": "2099-01-01T00:00:00Z"}
-        with transaction.atomic():
-            locked = mirror.lock_account(self.account.pk)
-            mirror.upsert_interviews(locked, [api.Interview.from_api(fresh)], source="webhook")
-        return listing
-
-
 def test_deleted_remotely_is_marked_deleted_but_newer_local_rows_survive(
     biginterview_sandbox,
 ) -> None:
@@ -183,13 +166,33 @@ def test_deleted_remotely_is_marked_deleted_but_newer_local_rows_survive(
     gone = sb.interviews("ada-4")[0]["id"]
     sb.delete_interview("ada-4", gone)
 
-    client = WebhookDuringFetch(account, base_url=sb.url, api_key=sb.api_key)
-    result = sync.sync_account(account, client)
+    snapshot = sync.fetch(account, sandbox_client(sb))
+    # A webhook writes an interview after the listing was fetched and before the sync's
+    # transaction: the snapshot cannot know about it.
+    fresh = {"id": 777001, "title": "Just started", "updated_at": "2099-01-01T00:00:00Z"}
+    with transaction.atomic():
+        locked = mirror.lock_account(account.pk)
+        mirror.upsert_interviews(locked, [api.Interview.from_api(fresh)], source="webhook")
+    result = sync.apply_snapshot(account, snapshot)
 
     assert result.interviews_deleted == 1
     assert Interview.objects.get(remote_id=gone).deleted_at is not None
     assert Interview.objects.get(remote_id=777001).deleted_at is None
     assert Interview.objects.filter(account=account, deleted_at__isnull=True).count() == 2
+
+
+def test_both_listings_are_fetched_at_once(biginterview_sandbox) -> None:
+    sb = biginterview_sandbox
+    account = remote_account(sb, "ada-5", interviews=1)
+    sb.set_faults(latency=1.0)
+    sb.reset_calls()
+
+    snapshot = sync.fetch(account, sandbox_client(sb))
+
+    assert len(snapshot.interviews) == 1 and snapshot.tracks
+    first, second = sorted(call.time for call in sb.api_calls())
+    # One after the other, the second call would arrive a whole latency later.
+    assert second - first < 0.5
 
 
 def test_404_marks_the_account_missing_and_a_later_success_clears_it(
@@ -207,7 +210,11 @@ def test_404_marks_the_account_missing_and_a_later_success_clears_it(
     assert first_missing is not None
     assert "404" in account.last_sync_error
     assert account.last_sync_error_at is not None
-    assert [c.status for c in sb.api_calls()] == [404]  # not retried
+    # Both listings are asked at once; each answered 404 once (not retried).
+    assert sorted((c.path, c.status) for c in sb.api_calls()) == [
+        ("/api/users/ghost-1/interviews", 404),
+        ("/api/users/ghost-1/tracks", 404),
+    ]
 
     sync.sync_account(account, client)
     account.refresh_from_db()
@@ -232,7 +239,7 @@ def test_401_is_recorded_without_the_key_and_not_retried(biginterview_sandbox) -
     assert "401" in account.last_sync_error
     assert wrong_key not in account.last_sync_error
     assert account.remote_missing_at is None
-    assert len(sb.api_calls()) == 1
+    assert len(sb.api_calls()) == 2  # the two listings, asked at once; neither retried
 
 
 def test_transient_errors_are_raised_for_the_caller_to_retry(biginterview_sandbox) -> None:
@@ -256,94 +263,6 @@ def test_invalid_partner_id_is_a_recorded_failure(biginterview_sandbox) -> None:
     result = sync.sync_account(account, sandbox_client(biginterview_sandbox))
     assert result.outcome == "failed"
     assert biginterview_sandbox.api_calls() == []
-
-
-# --- runs -------------------------------------------------------------------------------
-
-
-def test_inline_run_counts_every_outcome_and_one_failure_stops_nothing(
-    biginterview_sandbox,
-) -> None:
-    sb = biginterview_sandbox
-    good = [remote_account(sb, f"run-{n}", interviews=1) for n in range(3)]
-    AccountFactory(partner_id="run-ghost")  # 404
-    missing = AccountFactory(partner_id="run-gone")
-    Account.objects.filter(pk=missing.pk).update(remote_missing_at="2026-01-01T00:00:00Z")
-    seen: list[str] = []
-
-    run = sync.sync_all_inline(
-        sync.start_run(),
-        sandbox_client(sb),
-        chunk_size=2,
-        on_result=lambda r: seen.append(r.outcome),
-    )
-
-    assert run.finished_at is not None
-    assert (run.accounts_synced, run.accounts_failed, run.accounts_skipped) == (3, 1, 1)
-    assert run.accounts_total == 5
-    assert run.failures == [{"partner_id": "run-ghost", "error": run.failures[0]["error"]}]
-    assert "404" in run.failures[0]["error"]
-    assert sorted(seen) == ["failed", "synced", "synced", "synced"]
-    assert Interview.objects.filter(account__in=good).count() == 3
-    summary = sync.summarize_run(run)
-    assert "3 synced, 1 failed, 1 skipped" in summary and "run-ghost" in summary
-
-
-def test_a_run_finishes_once_when_its_counters_reach_the_total() -> None:
-    run = sync.start_run()
-    ok = sync.SyncResult(1, "a", "synced")
-    sync.record_run_result(run.pk, ok)
-    assert sync.finish_run_if_complete(run.pk) is None  # still fanning out
-
-    sync.close_fan_out(run.pk, dispatched=2, skipped=1)
-    assert sync.finish_run_if_complete(run.pk) is None  # one account still running
-    sync.record_run_result(run.pk, sync.SyncResult(2, "b", "failed", error="boom"))
-
-    finished = sync.finish_run_if_complete(run.pk)
-    assert finished is not None and finished.duration is not None
-    assert sync.finish_run_if_complete(run.pk) is None
-    run.refresh_from_db()
-    assert (run.accounts_synced, run.accounts_failed, run.accounts_skipped) == (1, 1, 1)
-
-
-def test_results_counted_together_are_exact_in_two_statements() -> None:
-    run = sync.start_run()
-    results = [
-        sync.SyncResult(1, "a", "synced"),
-        sync.SyncResult(2, "b", "failed", error="boom"),
-        sync.SyncResult(3, "c", "skipped", error="Account deleted."),
-        sync.SyncResult(4, "d", "synced"),
-        sync.SyncResult(5, "e", "failed", error="bang"),
-    ]
-    with CaptureQueriesContext(connection) as ctx:
-        sync.record_run_results(run.pk, results)
-    writes = [q for q in ctx.captured_queries if q["sql"].upper().startswith("UPDATE")]
-    assert len(writes) == 2
-    run.refresh_from_db()
-    assert (run.accounts_synced, run.accounts_failed, run.accounts_skipped) == (2, 2, 1)
-    assert run.failures == [
-        {"partner_id": "b", "error": "boom"},
-        {"partner_id": "e", "error": "bang"},
-    ]
-
-
-def test_failure_reasons_are_capped_but_counted() -> None:
-    run = SyncRun.objects.create()
-    for n in range(sync.MAX_RECORDED_FAILURES - 2):
-        sync.add_run_failure(run.pk, f"p{n}", "boom")
-    sync.add_run_failures(run.pk, [(f"q{n}", "bang") for n in range(5)])
-    run.refresh_from_db()
-    assert run.accounts_failed == sync.MAX_RECORDED_FAILURES + 3
-    assert len(run.failures) == sync.MAX_RECORDED_FAILURES
-    assert [f["partner_id"] for f in run.failures[-2:]] == ["q0", "q1"]
-
-
-def test_account_ids_come_in_chunks_without_loading_accounts() -> None:
-    accounts = AccountFactory.create_batch(5)
-    missing = AccountFactory(remote_missing_at="2026-01-01T00:00:00Z")
-    chunks = list(sync.iter_account_id_chunks(2))
-    assert chunks == [[a.pk for a in accounts[:2]], [a.pk for a in accounts[2:4]], [accounts[4].pk]]
-    assert all(missing.pk not in chunk for chunk in chunks)
 
 
 # --- real concurrency (PostgreSQL: SQLite serialises whole transactions instead) --------
@@ -379,3 +298,41 @@ if connection.vendor == "postgresql":
         assert Interview.objects.filter(account=account).count() == 30
         assert Track.objects.filter(account=account).count() == 2
         assert TrackStep.objects.filter(track__account=account).count() == 3
+
+
+def test_several_accounts_are_fetched_at_once(biginterview_sandbox) -> None:
+    sb = biginterview_sandbox
+    accounts = [remote_account(sb, f"many-{n}", interviews=1) for n in range(4)]
+    sb.set_faults(latency=1.0)
+    sb.reset_calls()
+
+    snapshots = sync.fetch_many(accounts, sandbox_client(sb))
+
+    assert [len(s.interviews) for s in snapshots] == [1, 1, 1, 1]
+    arrivals = sorted(call.time for call in sb.api_calls())
+    assert len(arrivals) == 8
+    # One after another, the eight calls would arrive over seven whole latencies.
+    assert arrivals[-1] - arrivals[0] < 1.0
+
+
+def test_an_account_the_rate_limit_holds_back_costs_no_call(biginterview_sandbox) -> None:
+    """Both calls of an account take their slots together, before either is sent."""
+    from django_biginterview.coordination import RateLimiter, Throttled, redis_client
+
+    sb = biginterview_sandbox
+    accounts = [remote_account(sb, f"held-{n}") for n in range(3)]
+    limiter = RateLimiter(2, scope="fetch-test", redis=redis_client(), max_wait=0.7)
+    redis_client().delete(limiter.key)
+    client = api.BigInterviewClient(base_url=sb.url, api_key=sb.api_key, throttle=limiter)
+    sb.reset_calls()
+
+    outcomes = sync.fetch_many(accounts, client)
+
+    # Slots every 0.5 s: the first account's two fit in 0.7 s, the second's first does
+    # not, and the third is held back with it.
+    assert isinstance(outcomes[0], sync.Snapshot)
+    assert all(isinstance(outcome, Throttled) for outcome in outcomes[1:])
+    assert sorted(c.path for c in sb.api_calls()) == [
+        "/api/users/held-0/interviews",
+        "/api/users/held-0/tracks",
+    ]

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
-from django_biginterview import coordination, tasks
+from django_biginterview import coordination, sync_runs, tasks
 from django_biginterview.models import Interview, SyncRun
 from django_biginterview.testing.factories import AccountFactory, UserFactory
 from tests.sync_support import fresh_coordination_state, remote_account
@@ -81,7 +81,7 @@ def test_all_prints_plain_lines_and_a_summary_and_fails_on_failure(sandbox) -> N
     assert "2 synced, 1 failed, 0 skipped" in text
     run_row = SyncRun.objects.get()
     assert run_row.finished_at is not None and run_row.accounts_failed == 1
-    assert coordination.lock_holder(tasks.SYNC_ALL_LOCK) is None
+    assert coordination.lock_holder(sync_runs.LEASE) is None
 
 
 def test_all_shows_a_progress_bar_on_a_terminal(sandbox) -> None:
@@ -94,7 +94,7 @@ def test_all_shows_a_progress_bar_on_a_terminal(sandbox) -> None:
 
 def test_all_does_nothing_while_another_run_holds_the_lock(sandbox) -> None:
     remote_account(sandbox, "locked-1")
-    coordination.acquire_lock(tasks.SYNC_ALL_LOCK, "run:other", timedelta(minutes=1))
+    coordination.acquire_lock(sync_runs.LEASE, "run:other", timedelta(minutes=1))
     with pytest.raises(CommandError, match="Another sync"):
         run("--all")
     assert sandbox.api_calls() == []
@@ -118,3 +118,14 @@ def test_async_enqueues_instead_of_syncing(
 
     assert sent == [("one", (account.pk,)), ("all", ())]
     assert sandbox.api_calls() == []
+
+
+def test_runs_shows_a_run_closed_as_lost_once_its_lease_lapsed(sandbox) -> None:
+    dead = sync_runs.begin()
+    sync_runs.close_fan_out(dead.pk, dispatched=3, skipped=0)
+    coordination.release_lock(sync_runs.LEASE, sync_runs.lease_token(dead.pk))  # lapsed
+
+    text = run("--runs")
+
+    assert f"[lost] Big Interview sync run #{dead.pk}: 0 synced" in text
+    assert "3 account(s) lost" in text

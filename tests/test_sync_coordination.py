@@ -83,6 +83,28 @@ def test_redis_limiter_hands_out_one_slot_per_interval(clean_redis) -> None:
     assert waits == sorted(waits) and waits[-1] > waits[0]
 
 
+def test_a_limiter_with_max_wait_hands_a_far_slot_back_without_taking_it(clean_redis) -> None:
+    client = coordination.redis_client()
+    patient = coordination.RateLimiter(2, scope="mw", redis=client)
+    hasty = coordination.RateLimiter(2, scope="mw", redis=client, max_wait=0.6)
+    for _ in range(3):  # the next free slot is now 1.5 s away
+        patient._reserve_redis()
+    next_free = int(client.get(patient.key))
+
+    with pytest.raises(coordination.Throttled) as refused:
+        hasty()
+
+    assert 1.0 < refused.value.wait <= 1.5
+    assert int(client.get(patient.key)) == next_free  # nothing was reserved
+
+
+def test_the_local_fallback_hands_a_far_slot_back_too() -> None:
+    limiter = coordination.RateLimiter(1, scope="local", max_wait=0.5)
+    limiter._reserve_local()
+    with pytest.raises(coordination.Throttled):
+        limiter._reserve_local()
+
+
 def test_two_limiters_share_the_budget(clean_redis) -> None:
     client = coordination.redis_client()
     first = coordination.RateLimiter(5, scope="shared", redis=client)
@@ -131,5 +153,6 @@ def test_zero_rate_means_unlimited(clean_redis) -> None:
 def test_rate_limiter_follows_settings(settings, clean_redis) -> None:
     settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "RATE_LIMIT": 3.5}
     limiter = coordination.rate_limiter()
-    assert limiter.rate == 3.5 and limiter._redis is not None
+    # The background share: INTERACTIVE_RATE_SHARE (0.25) is kept for practice clicks.
+    assert limiter.rate == pytest.approx(3.5 * 0.75) and limiter._redis is not None
     assert "acme" not in limiter.key  # scoped by a hash of BASE_URL, not the URL itself

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
-from django_biginterview import coordination, sync, tasks
+from django_biginterview import coordination, sync, sync_runs, tasks
 from django_biginterview.exceptions import ServerError
 from django_biginterview.models import Account, Interview, SyncRun
 from django_biginterview.testing.factories import AccountFactory
@@ -45,6 +45,19 @@ def sync_env(biginterview_sandbox, settings, clean_redis):
     settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, **FAST_RETRIES}
     tasks._throttled_client.cache_clear()
     return biginterview_sandbox
+
+
+def fetch_failing(monkeypatch, faults: dict) -> None:
+    """Make ``sync.fetch_many`` answer ``faults[partner_id]`` (an exception) for those
+    accounts, and really fetch the others."""
+    real = sync.fetch_many
+
+    def fetch_many(accounts, client):
+        outcomes = real([a for a in accounts if a.partner_id not in faults], client)
+        fetched = iter(outcomes)
+        return [faults.get(a.partner_id) or next(fetched) for a in accounts]
+
+    monkeypatch.setattr(sync, "fetch_many", fetch_many)
 
 
 def finished_run() -> SyncRun | None:
@@ -89,15 +102,180 @@ def test_task_names_match_the_example_beat_schedule() -> None:
     assert tasks.sync_account.name == "biginterview.sync_account"
 
 
+def test_sync_tasks_are_redelivered_when_their_worker_is_lost() -> None:
+    for task in (tasks.sync_account, tasks.sync_account_batch, tasks.sync_accounts):
+        assert task.acks_late and task.reject_on_worker_lost, task.name
+    # Webhook processing relies on the sweeper, which counts attempts; a requeue loop
+    # on worker loss would bypass that count.
+    for task in (tasks.process_webhook_event, tasks.process_webhook_events):
+        assert not task.reject_on_worker_lost, task.name
+
+
+def deliver(task, args: tuple, task_id: str):
+    """One delivery of the message ``task_id`` (run here, as a worker would run it); the
+    same id again is a redelivery after a lost worker."""
+    return task.apply(args=args, task_id=task_id)
+
+
+@pytest.mark.django_db
+def test_a_redelivered_group_syncs_only_what_the_run_has_not_counted(sync_env) -> None:
+    sb = sync_env
+    accounts = [remote_account(sb, f"redo-{n}") for n in range(3)]
+    run, members = _group_run(accounts)
+    # The first delivery synced and counted the first account, then its worker died.
+    sync_runs.record_results(run.pk, [sync.SyncResult(accounts[0].pk, "redo-0", "synced")])
+    coordination.count_delivery("group-1:0", timedelta(minutes=5))
+    sb.reset_calls()
+
+    assert deliver(tasks.sync_accounts, (run.pk, members), "group-1").get() == 2
+
+    fetched = [c.path for c in sb.api_calls("GET") if c.path.endswith("/tracks")]
+    assert sorted(fetched) == ["/api/users/redo-1/tracks", "/api/users/redo-2/tracks"]
+    run.refresh_from_db()
+    assert (run.accounts_synced, run.accounts_failed, run.finished_at is not None) == (3, 0, True)
+
+
+@pytest.mark.django_db
+def test_a_group_whose_worker_keeps_dying_gives_up_on_that_account_only(
+    sync_env, settings, monkeypatch
+) -> None:
+    sb = sync_env
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "SYNC_MAX_DELIVERIES": 2}
+    accounts = [remote_account(sb, f"poison-{n}") for n in range(3)]
+    run, members = _group_run(accounts)
+    handed: list[tuple] = []
+    monkeypatch.setattr(
+        tasks.sync_accounts, "apply_async", lambda args, **kw: handed.append(tuple(args))
+    )
+    # Two deliveries died while syncing poison-1 (noted by the second, careful one).
+    for _ in range(2):
+        coordination.count_delivery("group-p:0", timedelta(minutes=5))
+    coordination.remember("group-p:0:current", str(accounts[1].pk), timedelta(minutes=5))
+    sync_runs.record_results(run.pk, [sync.SyncResult(accounts[0].pk, "poison-0", "synced")])
+
+    assert deliver(tasks.sync_accounts, (run.pk, members), "group-p").get() == 0
+
+    poisoned = Account.objects.get(pk=accounts[1].pk)
+    assert "lost 2 times while syncing this account" in poisoned.last_sync_error
+    run.refresh_from_db()
+    assert (run.accounts_synced, run.accounts_failed) == (1, 1)
+    assert run.failures[0]["partner_id"] == "poison-1"
+    assert handed == [(run.pk, [[accounts[2].pk, "poison-2"]])]  # the rest goes on
+
+
+@pytest.mark.django_db
+def test_an_exhausted_single_sync_records_the_failure_in_its_run(sync_env, settings) -> None:
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "SYNC_MAX_DELIVERIES": 1}
+    account = remote_account(sync_env, "single-p")
+    run, _ = _group_run([account])
+    coordination.count_delivery("single-1:0", timedelta(minutes=5))
+
+    deliver(tasks.sync_account, (account.pk, run.pk, "single-p"), "single-1")
+
+    run.refresh_from_db()
+    assert (run.accounts_failed, run.finished_at is not None) == (1, True)
+    assert "gave up" in run.failures[0]["error"]
+
+
+@pytest.mark.django_db
+def test_a_redelivered_batch_sends_only_unreported_accounts(clean_redis, monkeypatch) -> None:
+    sent: list[tuple] = []
+    monkeypatch.setattr(
+        tasks.sync_accounts, "apply_async", lambda args, **kw: sent.append(tuple(args))
+    )
+    accounts = AccountFactory.create_batch(3)
+    run, _ = _group_run(accounts)
+    sync_runs.record_results(run.pk, [sync.SyncResult(accounts[0].pk, "x", "synced")])
+    coordination.count_delivery("batch-1:0", timedelta(minutes=5))
+
+    deliver(tasks.sync_account_batch, (run.pk, [a.pk for a in accounts]), "batch-1")
+
+    assert sent == [(run.pk, [[a.pk, a.partner_id] for a in accounts[1:]])]
+
+
+@pytest.mark.django_db
+def test_a_retry_waiting_for_its_countdown_keeps_the_run_alive(
+    sync_env, settings, monkeypatch
+) -> None:
+    settings.BIGINTERVIEW = {
+        **settings.BIGINTERVIEW,
+        "SYNC_LOCK_TIMEOUT": 60,
+        "SYNC_RETRY_BACKOFF": 300.0,
+        "SYNC_RETRY_BACKOFF_MAX": 300.0,
+    }
+    account = remote_account(sync_env, "wait-1")
+    run = sync_runs.begin()
+    sync_runs.close_fan_out(run.pk, dispatched=1, skipped=0)
+    monkeypatch.setattr(
+        tasks.sync_account, "apply_async", lambda *a, **kw: None
+    )  # the retry message
+    monkeypatch.setattr(tasks, "sync_retry_delay", lambda retries, retry_after=None: 300.0)
+
+    fetch_failing(
+        monkeypatch, {"wait-1": ServerError("Big Interview refused list_tracks", status=503)}
+    )
+    tasks.sync_accounts(run.pk, [[account.pk, "wait-1"]])
+
+    ttl_ms = coordination.redis_client().pttl(f"{coordination.KEY_PREFIX}lock:{sync_runs.LEASE}")
+    assert ttl_ms > 300_000  # the countdown, plus the lease's own minute
+    assert sync_runs.close_lost_runs() == []
+
+
+@pytest.mark.django_db
+def test_a_group_held_back_by_the_rate_limit_hands_its_accounts_back_to_the_broker(
+    sync_env, monkeypatch
+) -> None:
+    """Instead of sleeping in a worker process that webhook processing needs."""
+    sb = sync_env
+    accounts = [remote_account(sb, f"held-{n}") for n in range(3)]
+    run, members = _group_run(accounts)
+    handed: list[tuple] = []
+    monkeypatch.setattr(
+        tasks.sync_accounts, "apply_async", lambda args, **kw: handed.append((args, kw))
+    )
+    fetch_failing(
+        monkeypatch,
+        {"held-1": coordination.Throttled(42.0), "held-2": coordination.Throttled(42.0)},
+    )
+
+    assert tasks.sync_accounts(run.pk, members) == 1
+
+    [(args, options)] = handed
+    assert args == (run.pk, members[1:])
+    assert 42.0 <= options["countdown"] <= 42.0 * 1.2
+    run.refresh_from_db()
+    assert (run.accounts_synced, run.accounts_failed) == (1, 0)  # nothing counted failed
+    assert Account.objects.get(pk=accounts[1].pk).last_sync_error == ""
+
+
+@pytest.mark.django_db
+def test_a_single_sync_held_back_is_sent_again_later_without_spending_a_retry(
+    sync_env, monkeypatch
+) -> None:
+    account = remote_account(sync_env, "held-single")
+    sent: list[dict] = []
+    monkeypatch.setattr(tasks.sync_account, "apply_async", lambda **kw: sent.append(kw))
+
+    fetch_failing(monkeypatch, {"held-single": coordination.Throttled(5.0)})
+
+    result = tasks.sync_account.apply(args=(account.pk,), retries=2).get()
+
+    assert result["outcome"] == "deferred"
+    [options] = sent
+    assert options["args"] == (account.pk, None, None)
+    assert options["retries"] == 2 and options["countdown"] >= 5.0
+    assert Account.objects.get(pk=account.pk).last_sync_error == ""
+
+
 @pytest.mark.django_db
 def test_a_second_sync_all_while_one_runs_does_nothing(clean_redis) -> None:
-    assert coordination.acquire_lock(tasks.SYNC_ALL_LOCK, "run:other", timedelta(minutes=1))
+    assert coordination.acquire_lock(sync_runs.LEASE, "run:other", timedelta(minutes=1))
     AccountFactory()
 
     assert tasks.sync_all_accounts() is None
 
     assert SyncRun.objects.count() == 0
-    assert coordination.lock_holder(tasks.SYNC_ALL_LOCK) == "run:other"
+    assert coordination.lock_holder(sync_runs.LEASE) == "run:other"
 
 
 @pytest.mark.django_db
@@ -105,7 +283,7 @@ def test_sync_all_with_no_account_finishes_and_releases_the_lock(clean_redis) ->
     run_id = tasks.sync_all_accounts()
     run = SyncRun.objects.get(pk=run_id)
     assert run.finished_at is not None and run.accounts_total == 0
-    assert coordination.lock_holder(tasks.SYNC_ALL_LOCK) is None
+    assert coordination.lock_holder(sync_runs.LEASE) is None
 
 
 @pytest.mark.django_db
@@ -114,11 +292,11 @@ def test_the_lock_is_released_when_the_fan_out_fails(clean_redis, monkeypatch) -
         raise RuntimeError("database went away")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(sync, "iter_account_id_chunks", broken)
+    monkeypatch.setattr(sync_runs, "iter_account_id_chunks", broken)
     with pytest.raises(RuntimeError):
         tasks.sync_all_accounts()
 
-    assert coordination.lock_holder(tasks.SYNC_ALL_LOCK) is None
+    assert coordination.lock_holder(sync_runs.LEASE) is None
     run = SyncRun.objects.get()
     assert run.finished_at is not None
     assert "Fan-out stopped" in run.failures[0]["error"]
@@ -136,8 +314,8 @@ def test_a_batch_sends_groups_with_partner_ids_and_counts_deleted_accounts_as_sk
     gone = AccountFactory(partner_id="gone-1")
     gone_pk = gone.pk
     gone.delete()
-    run = sync.start_run()
-    sync.close_fan_out(run.pk, dispatched=len(kept) + 1, skipped=0)
+    run = SyncRun.objects.create()
+    sync_runs.close_fan_out(run.pk, dispatched=len(kept) + 1, skipped=0)
 
     assert tasks.sync_account_batch(run.pk, [a.pk for a in kept] + [gone_pk]) == len(kept)
 
@@ -151,8 +329,8 @@ def test_a_batch_sends_groups_with_partner_ids_and_counts_deleted_accounts_as_sk
 
 
 def _group_run(accounts: list[Account]) -> tuple[SyncRun, list[list]]:
-    run = sync.start_run()
-    sync.close_fan_out(run.pk, dispatched=len(accounts), skipped=0)
+    run = SyncRun.objects.create()
+    sync_runs.close_fan_out(run.pk, dispatched=len(accounts), skipped=0)
     return run, [[a.pk, a.partner_id] for a in accounts]
 
 
@@ -169,14 +347,9 @@ def test_a_group_counts_every_outcome_and_hands_transient_errors_to_a_retrying_t
         tasks.sync_account, "apply_async", lambda args, **kw: retried.append((tuple(args), kw))
     )
     run, members = _group_run([good, ghost, flaky])
-    real_sync = sync.sync_account
-
-    def flaky_sync(account, client):
-        if account.partner_id == "grp-flaky":
-            raise ServerError("Big Interview refused list_tracks", status=503)
-        return real_sync(account, client)
-
-    monkeypatch.setattr(sync, "sync_account", flaky_sync)
+    fetch_failing(
+        monkeypatch, {"grp-flaky": ServerError("Big Interview refused list_tracks", status=503)}
+    )
 
     assert tasks.sync_accounts(run.pk, members) == 1
 
@@ -221,14 +394,14 @@ def test_a_stopped_group_counts_what_it_did_not_finish_so_the_run_finishes(
     sb = sync_env
     accounts = [remote_account(sb, f"stop-{n}") for n in range(3)]
     run, members = _group_run(accounts)
-    real_sync = sync.sync_account
+    real_apply = sync.apply_snapshot
 
-    def stopped_at_second(account, client):
+    def stopped_at_second(account, snapshot):
         if account.partner_id == "stop-1":
             raise SoftTimeLimitExceeded()
-        return real_sync(account, client)
+        return real_apply(account, snapshot)
 
-    monkeypatch.setattr(sync, "sync_account", stopped_at_second)
+    monkeypatch.setattr(sync, "apply_snapshot", stopped_at_second)
 
     with pytest.raises(SoftTimeLimitExceeded):
         tasks.sync_accounts(run.pk, members)
@@ -238,7 +411,7 @@ def test_a_stopped_group_counts_what_it_did_not_finish_so_the_run_finishes(
     assert {f["partner_id"] for f in run.failures} == {"stop-1", "stop-2"}
     assert "SoftTimeLimitExceeded" in run.failures[0]["error"]
     assert run.finished_at is not None
-    assert coordination.lock_holder(tasks.SYNC_ALL_LOCK) is None
+    assert coordination.lock_holder(sync_runs.LEASE) is None
 
 
 @pytest.mark.django_db
@@ -311,7 +484,7 @@ def test_sync_all_through_a_worker_leaves_a_complete_run(sync_env, celery_worker
     assert Interview.objects.filter(account__in=good).count() == 6
     assert Account.objects.get(partner_id="all-ghost").remote_missing_at is not None
     # The worker releases the lock just after committing the finished run.
-    assert wait_for(lambda: coordination.lock_holder(tasks.SYNC_ALL_LOCK) is None, timeout=5)
+    assert wait_for(lambda: coordination.lock_holder(sync_runs.LEASE) is None, timeout=5)
     assert len(sb.api_calls(path_prefix="/api/users/all-gone")) == 0
 
 
@@ -362,8 +535,10 @@ def test_429_retries_no_sooner_than_retry_after(sync_env, celery_worker_process)
 
     assert wait_for(lambda: Account.objects.get(pk=account.pk).last_synced_at, timeout=20)
     calls = sb.api_calls()
-    assert [c.status for c in calls] == [429, 200, 200]
-    assert calls[1].time - calls[0].time >= 1.0
+    # The two listings go out together: one is refused, the task retries both.
+    assert sorted(c.status for c in calls) == [200, 200, 200, 429]
+    refused = next(c for c in calls if c.status == 429)
+    assert all(c.time - refused.time >= 1.0 for c in calls[-2:])
 
 
 @pytest.mark.integration
@@ -377,7 +552,7 @@ def test_permanent_errors_are_recorded_and_not_retried(sync_env, celery_worker_p
     account.refresh_from_db()
     assert account.remote_missing_at is not None
     assert "404" in account.last_sync_error
-    assert [c.status for c in sb.api_calls()] == [404]
+    assert [c.status for c in sb.api_calls()] == [404, 404]  # both listings, not retried
 
 
 @pytest.mark.integration

@@ -1,5 +1,5 @@
 """The admin's webhook events page and ``manage.py biginterview_webhooks``: both replay
-through ``webhooks.replay_events``."""
+through ``webhook_processing.replay_events``."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from django.test import Client, RequestFactory
 from django.urls import resolve
 
 from django_biginterview import publisher as publisher_module
-from django_biginterview import tasks, webhooks
+from django_biginterview import tasks, webhook_processing, webhooks
+from django_biginterview.client import MAX_JSON_DEPTH
 from django_biginterview.models import Interview, WebhookEvent
 from django_biginterview.signals import webhook_received
 from django_biginterview.testing.factories import AccountFactory
@@ -161,7 +162,7 @@ def test_unknown_event_is_stored_not_refused(
     assert post(poster, body_of(notification)).status == 200
     event = WebhookEvent.objects.get()
     assert event.event_name == "interview.exploded"
-    outcome = webhooks.process_event(event.pk)
+    outcome = webhook_processing.process_event(event.pk)
     assert outcome.status == "ignored"
     event.refresh_from_db()
     assert (event.status, event.reason) == ("ignored", "unknown event interview.exploded")
@@ -266,6 +267,7 @@ def test_not_wrapped_in_atomic_requests(
 def _bad_bodies() -> list[tuple[str, bytes, str]]:
     good = sandbox_history(updates=0, delete=True)
     created, deleted = good[0], good[1]
+    obj = created["webhook"]["api_object"]
 
     def variant(base: dict[str, Any], **changes: Any) -> bytes:
         notification = json.loads(json.dumps(base))
@@ -319,8 +321,27 @@ def _bad_bodies() -> list[tuple[str, bytes, str]]:
         ("created-no-object", variant(created, api_object=None), "api_object is required"),
         ("deleted-no-api-id", variant(deleted, api_id=_DROP), "api_id must be an integer"),
         ("deleted-bad-api-id", variant(deleted, api_id="x1"), "api_id must be an integer"),
-        ("nul-char", variant(created, partner_id="a\u0000b"), "NUL"),
+        # Only a NUL: nothing is left once it is removed.
+        ("nul-only-id", variant(created, id="\u0000"), "webhook.id must not be blank"),
+        ("nested-5000", deep_body(5_000), "nested too deeply"),
+        ("nested-501", deep_body(MAX_JSON_DEPTH + 1), "nested too deeply"),
+        (
+            "updated-before-year-1",
+            variant(created, api_object={**obj, "updated_at": "0001-01-01T00:00:00+01:00"}),
+            "webhook.api_object: Response field 'updated_at' holds a date out of range",
+        ),
+        (
+            "created-after-9999",
+            variant(created, api_object={**obj, "created_at": "9999-12-31T23:59:59-01:00"}),
+            "webhook.api_object: Response field 'created_at' holds a date out of range",
+        ),
     ]
+
+
+def deep_body(depth: int) -> bytes:
+    """A body nested ``depth`` levels deep in all (the payload and ``webhook`` are two)."""
+    arrays = depth - 2
+    return b'{"webhook": {"id": "1", "deep": ' + b"[" * arrays + b"]" * arrays + b"}}"
 
 
 _DROP = object()
@@ -455,7 +476,8 @@ def test_a_chunked_body_a_server_cannot_delimit_is_411_not_an_empty_body(
     assert not WebhookEvent.objects.exists()
 
 
-def test_the_schema_documents_the_receiver(client: Client) -> None:
+def test_the_schema_documents_the_receiver(client: Client, django_user_model: Any) -> None:
+    client.force_login(django_user_model.objects.create_user("schema-reader"))
     schema = client.get("/biginterview/api/schema/", HTTP_ACCEPT="application/json").json()
     operation = schema["paths"]["/biginterview/webhook/"]["post"]
     assert set(operation["responses"]) >= {"200", "400", "401", "405", "413", "415", "503"}
@@ -510,6 +532,42 @@ def test_database_unavailable_is_503_so_big_interview_retries(
     answer = post(poster, body_of(notifications[0]))
     assert answer.status == 503
     assert answer.json["error"]["type"] == "unavailable"
+
+
+def test_a_nul_character_is_removed_logged_and_the_rest_stored_and_processed(
+    poster: ClientPoster, notifications: list[dict[str, Any]], caplog: Any
+) -> None:
+    """PostgreSQL stores no U+0000: refusing it made Big Interview retry until the event
+    was lost. It is dropped (the stored jsonb has none), and the place logged."""
+    notification = notifications[0]
+    notification["webhook"]["api_object"]["title"] = "Top\u0000 10"
+    notification["webhook"]["extra\u0000"] = ["\u0000"]
+    account = AccountFactory(partner_id=notification["webhook"]["partner_id"])
+    caplog.set_level(logging.WARNING, "django_biginterview")
+
+    answer = post(poster, body_of(notification))
+
+    assert answer.status == 200, answer.body
+    event = WebhookEvent.objects.get()
+    assert event.payload["webhook"]["api_object"]["title"] == "Top 10"
+    assert event.payload["webhook"]["extra"] == [""]
+    assert "\\u0000" not in json.dumps(event.payload)
+    [warning] = [r.getMessage() for r in caplog.records if "NUL" in r.getMessage()]
+    assert notification["webhook"]["id"] in warning
+    assert "webhook.api_object.title" in warning and "webhook.extra" in warning
+    assert "Top" not in warning  # the place, never the value
+    assert webhook_processing.process_event(event.pk).status == "processed"
+    assert Interview.objects.get(account=account).title == "Top 10"
+
+
+def test_nesting_up_to_the_documented_limit_is_stored(
+    poster: ClientPoster, notifications: list[dict[str, Any]]
+) -> None:
+    notification = notifications[0]
+    arrays = MAX_JSON_DEPTH - 2  # the payload and "webhook" are two levels
+    notification["webhook"]["extra"] = json.loads("[" * arrays + "]" * arrays)
+    assert post(poster, body_of(notification)).status == 200
+    assert WebhookEvent.objects.count() == 1
 
 
 def test_a_value_the_database_refuses_is_400_not_500(

@@ -1,15 +1,20 @@
 """OpenAPI descriptions the views cannot infer: the webhook receiver, whose body no
 serializer handles (it validates the raw body itself, ``webhooks.parse_delivery``), and
 the error answers of the REST API. These serializers only tell the schema
-(``api/schema/``) what is sent and answered.
+(``api/schema/``) what is sent and answered. ``schema_urlpatterns`` limits the schema to
+this app's own URLs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.urls import URLResolver, get_script_prefix, include, path, reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
+
+#: The app's URLconf, as the host project includes it.
+APP_URLCONF = "django_biginterview.urls"
 
 
 def _text(max_length: int, description: str) -> dict[str, Any]:
@@ -100,7 +105,9 @@ class PageSizeErrorSerializer(serializers.Serializer[dict]):
     page_size = serializers.ListField(child=serializers.CharField())
 
 
-def api_responses(ok: Any, *, not_found: str, paginated: bool = True) -> dict[int, Any]:
+def api_responses(
+    ok: Any, *, not_found: str, forbidden: str = "Not signed in (session).", paginated: bool = True
+) -> dict[int, Any]:
     """The answers of a REST API view: ``ok`` (200) and the errors DRF gives."""
     invalid = {
         400: OpenApiResponse(
@@ -115,9 +122,7 @@ def api_responses(ok: Any, *, not_found: str, paginated: bool = True) -> dict[in
             description="Not signed in, when the project's first authentication class asks "
             "for credentials (Basic, token); with session authentication first, 403.",
         ),
-        403: OpenApiResponse(
-            DetailSerializer, description="Not signed in (session), or not allowed."
-        ),
+        403: OpenApiResponse(DetailSerializer, description=forbidden),
         404: OpenApiResponse(DetailSerializer, description=not_found),
     }
 
@@ -166,3 +171,16 @@ webhook_schema = extend_schema(
         )
     ],
 )
+
+
+def schema_urlpatterns() -> list[URLResolver]:
+    """This app's URLs mounted where the host project mounts them, and nothing else.
+
+    The schema describes this app only: generated from the host's whole URLconf it would
+    show its readers every other API of the project. The mount point comes from
+    ``reverse`` (without the script prefix, like the paths drf-spectacular writes).
+    """
+    script_prefix = get_script_prefix()
+    mounted = reverse("biginterview:webhook").removeprefix(script_prefix)
+    own = reverse("webhook", urlconf=APP_URLCONF).removeprefix(script_prefix)
+    return [path(mounted.removesuffix(own), include(APP_URLCONF))]

@@ -1,16 +1,19 @@
 """REST API views: thin read-only views over the mirrored tables.
 
-Permissions are DRF's (``IsAuthenticated``; ``IsAdminUser`` for staff listings) and the
-views are exempt from ``LoginRequiredMiddleware`` in ``urls.py``, so an anonymous client
-gets a JSON 401/403, never a login redirect. Pagination is set here, not taken from the
-host's ``REST_FRAMEWORK`` settings.
+Permissions: ``IsAuthenticated`` for the user's own data; the staff listings need
+``is_staff`` and the model's view permission, as the admin does (``ModelViewPermission``);
+the schema follows ``API_SCHEMA_ACCESS`` (``SchemaAccess``). The views are exempt from
+``LoginRequiredMiddleware`` in ``urls.py``, so an anonymous client gets a JSON 401/403,
+never a login redirect. Pagination is set here, not taken from the host's
+``REST_FRAMEWORK`` settings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -19,10 +22,13 @@ from rest_framework import generics
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from ..models import Account, Interview, Track, TrackStep
 from ..validators import is_valid_partner_id
-from .schema import api_responses
+from .permissions import ModelViewPermission, SchemaAccess
+from .schema import api_responses, schema_urlpatterns
 from .serializers import (
     AccountSummarySerializer,
     InterviewSerializer,
@@ -68,7 +74,18 @@ class Pagination(PageNumberPagination):
 
 @extend_schema(exclude=True)
 class SchemaView(SpectacularAPIView):
-    """The OpenAPI schema, which leaves itself out (it is not part of the API)."""
+    """The OpenAPI schema of this app's endpoints only (the webhook included), at the
+    paths the host project mounts them; it leaves itself out (it is not part of the API).
+
+    Readable as ``API_SCHEMA_ACCESS`` says (signed-in users by default): drf-spectacular's
+    ``serve_public`` only decides which endpoints are listed, not who may read them.
+    """
+
+    permission_classes = [SchemaAccess]
+
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        self.patterns = schema_urlpatterns()
+        return super().get(request, *args, **kwargs)
 
 
 def tracks_with_steps() -> Prefetch:
@@ -77,13 +94,30 @@ def tracks_with_steps() -> Prefetch:
 
 
 def accounts_with_progress() -> QuerySet[Account]:
-    live = Q(interviews__deleted_at__isnull=True)
-    return Account.objects.annotate(
-        interview_count=Count("interviews", filter=live)
-    ).prefetch_related(tracks_with_steps())
+    return Account.objects.prefetch_related(tracks_with_steps())
+
+
+def with_interview_counts(accounts: list[Account]) -> list[Account]:
+    """``accounts``, each with ``interview_count`` (its interviews not deleted) from one
+    query over their ids: an annotation on the listing's queryset would count the
+    interviews of every account before the page is cut, and again for ``count``."""
+    counts = dict(
+        Interview.objects.filter(account__in=accounts, deleted_at__isnull=True)
+        .order_by()
+        .values_list("account")
+        .annotate(Count("pk"))
+    )
+    for account in accounts:
+        account.interview_count = counts.get(account.pk, 0)  # type: ignore[attr-defined]
+    return accounts
 
 
 NO_SUCH_PAGE = "No such page."
+
+
+def staff_forbidden(plural: str) -> str:
+    """The 403 of a staff listing, in its schema."""
+    return f"Not signed in (session), not staff, or without the permission to view {plural}."
 
 
 @extend_schema_view(
@@ -107,7 +141,7 @@ class MeView(generics.RetrieveAPIView):
         account = accounts_with_progress().filter(user_id=user_pk).first()
         if account is None:
             raise Http404
-        return account
+        return with_interview_counts([account])[0]
 
 
 @extend_schema_view(
@@ -144,32 +178,45 @@ class PartnerIdFilterMixin:
 @extend_schema_view(
     get=extend_schema(
         parameters=[PARTNER_ID_PARAMETER],
-        responses=api_responses(StaffAccountSerializer, not_found=NO_SUCH_PAGE),
+        responses=api_responses(
+            StaffAccountSerializer,
+            not_found=NO_SUCH_PAGE,
+            forbidden=staff_forbidden("accounts"),
+        ),
     )
 )
 class AccountListView(PartnerIdFilterMixin, generics.ListAPIView):
-    """Staff only: every account with progress and sync state."""
+    """Staff with the view permission on accounts: every account with progress and sync
+    state."""
 
     serializer_class = StaffAccountSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, ModelViewPermission]
     pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[Account]:
         return self.filter_partner_id(accounts_with_progress().order_by("-created_at", "-pk"))
 
+    def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any]) -> list[Any] | None:
+        page = super().paginate_queryset(queryset)
+        return None if page is None else with_interview_counts(list(page))
+
 
 @extend_schema_view(
     get=extend_schema(
         parameters=[PARTNER_ID_PARAMETER],
-        responses=api_responses(StaffInterviewSerializer, not_found=NO_SUCH_PAGE),
+        responses=api_responses(
+            StaffInterviewSerializer,
+            not_found=NO_SUCH_PAGE,
+            forbidden=staff_forbidden("interviews"),
+        ),
     )
 )
 class InterviewListView(PartnerIdFilterMixin, generics.ListAPIView):
-    """Staff only: interviews of every account (deleted ones included, with
-    ``deleted_at``), most recently updated first."""
+    """Staff with the view permission on interviews: interviews of every account (deleted
+    ones included, with ``deleted_at``), most recently updated first."""
 
     serializer_class = StaffInterviewSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, ModelViewPermission]
     pagination_class = Pagination
     partner_id_lookup = "account__partner_id"
 
@@ -181,14 +228,18 @@ class InterviewListView(PartnerIdFilterMixin, generics.ListAPIView):
 @extend_schema_view(
     get=extend_schema(
         parameters=[PARTNER_ID_PARAMETER],
-        responses=api_responses(StaffTrackSerializer, not_found=NO_SUCH_PAGE),
+        responses=api_responses(
+            StaffTrackSerializer,
+            not_found=NO_SUCH_PAGE,
+            forbidden=staff_forbidden("tracks"),
+        ),
     )
 )
 class TrackListView(PartnerIdFilterMixin, generics.ListAPIView):
-    """Staff only: tracks with their steps."""
+    """Staff with the view permission on tracks: tracks with their steps."""
 
     serializer_class = StaffTrackSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, ModelViewPermission]
     pagination_class = Pagination
     partner_id_lookup = "account__partner_id"
 

@@ -56,7 +56,9 @@ class CallRecord(NamedTuple):
 @dataclass
 class Faults:
     """What goes wrong on API calls. ``rate_limit`` is ``True`` (every call) or a number
-    of calls still to refuse; ``fail_next`` likewise forces ``error_status`` N times."""
+    of calls still to refuse; ``fail_next`` likewise forces ``error_status`` N times.
+    ``error_retry_after`` adds a ``Retry-After`` to injected errors (a 503 during
+    maintenance); by default they carry none, like most proxies' error pages."""
 
     latency: float = 0.0
     error_rate: float = 0.0
@@ -64,6 +66,7 @@ class Faults:
     rate_limit: bool | int = False
     retry_after: int = 1
     fail_next: int = 0
+    error_retry_after: int | None = None
     _random: random.Random = field(default_factory=random.Random, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,6 +77,7 @@ class Faults:
             "rate_limit": self.rate_limit,
             "retry_after": self.retry_after,
             "fail_next": self.fail_next,
+            "error_retry_after": self.error_retry_after,
         }
 
 
@@ -315,7 +319,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             reason = (
                 HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
             )
-            self._send_html(status, f"<html><body><h1>{status} {reason}</h1></body></html>")
+            headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+            self._send_html(
+                status, f"<html><body><h1>{status} {reason}</h1></body></html>", headers
+            )
             return status
         return None
 
@@ -401,6 +408,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             "rate_limit",
             "retry_after",
             "fail_next",
+            "error_retry_after",
         }
         if not isinstance(data, dict) or set(data) - allowed:
             raise ApiError(

@@ -244,14 +244,23 @@ class Sandbox:
         rate_limit: bool | int = False,
         retry_after: int = 1,
         fail_next: int = 0,
+        error_retry_after: int | None = None,
     ) -> None:
         """Make API calls slow (``latency`` s), fail (``error_rate`` share, or the next
-        ``fail_next`` calls, with ``error_status``), or answer 429 with ``Retry-After``
-        (``rate_limit=True`` for every call, or a number of calls)."""
+        ``fail_next`` calls, with ``error_status`` and, if ``error_retry_after`` is given,
+        that ``Retry-After``), or answer 429 with ``Retry-After`` (``rate_limit=True`` for
+        every call, or a number of calls)."""
         if not 0.0 <= float(error_rate) <= 1.0:
             raise ValueError("error_rate is a share between 0 and 1")
-        if float(latency) < 0 or int(retry_after) < 0 or int(fail_next) < 0:
-            raise ValueError("latency, retry_after and fail_next cannot be negative")
+        if (
+            float(latency) < 0
+            or int(retry_after) < 0
+            or int(fail_next) < 0
+            or (error_retry_after is not None and int(error_retry_after) < 0)
+        ):
+            raise ValueError(
+                "latency, retry_after, fail_next and error_retry_after cannot be negative"
+            )
         if not 400 <= int(error_status) <= 599:
             raise ValueError("error_status must be an HTTP error status")
         with self._faults_lock:
@@ -262,6 +271,7 @@ class Sandbox:
                 rate_limit=rate_limit if isinstance(rate_limit, bool) else int(rate_limit),
                 retry_after=int(retry_after),
                 fail_next=int(fail_next),
+                error_retry_after=None if error_retry_after is None else int(error_retry_after),
             )
 
     def clear_faults(self) -> None:
@@ -272,8 +282,9 @@ class Sandbox:
         with self._faults_lock:
             return self._faults.as_dict()
 
-    def _take_fault(self) -> tuple[str, float, int, int] | None:
-        """Decide the fault (if any) for one API call: (kind, latency, status, retry_after)."""
+    def _take_fault(self) -> tuple[str, float, int, int | None] | None:
+        """Decide the fault (if any) for one API call: (kind, latency, status, retry_after),
+        where ``retry_after`` is the ``Retry-After`` to send (``None``: no header)."""
         with self._faults_lock:
             faults = self._faults
             kind = ""
@@ -289,4 +300,5 @@ class Sandbox:
                 kind = "error"
             if not kind and not faults.latency:
                 return None
-            return kind, faults.latency, faults.error_status, faults.retry_after
+            retry_after = faults.error_retry_after if kind == "error" else faults.retry_after
+            return kind, faults.latency, faults.error_status, retry_after

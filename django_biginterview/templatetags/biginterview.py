@@ -11,36 +11,58 @@ from django.urls import reverse
 from django.utils.translation import gettext
 
 from ..models import Account, Interview, Track, TrackStep
+from ..views import offer_anonymous_practice
 
 register = template.Library()
 
 # --- SSO: the "Practice interviews" link ------------------------------------------------
 
 
-@register.simple_tag
-def biginterview_practice_url(redirect_to: str | None = None) -> str:
-    """URL of the practice view, e.g. ``{% biginterview_practice_url redirect_to=step.link %}``.
-
-    ``redirect_to`` is a path inside Big Interview; the view drops it unless it is safe.
-    """
+def _practice_url(redirect_to: str | None = None) -> str:
     url = reverse("biginterview:practice")
     if redirect_to:
         url = f"{url}?{urlencode({'redirect_to': redirect_to})}"
     return url
 
 
-@register.inclusion_tag("biginterview/practice_link.html")
+def _offer_practice(context: template.Context) -> None:
+    """A page showing the link lets its logged-out visitor's click get an anonymous
+    account (``views.offer_anonymous_practice``; only with ``ANONYMOUS_USERS`` on)."""
+    request = context.get("request")
+    if request is not None:
+        offer_anonymous_practice(request)
+
+
+@register.simple_tag(takes_context=True)
+def biginterview_practice_url(context: template.Context, redirect_to: str | None = None) -> str:
+    """URL of the practice view, e.g. ``{% biginterview_practice_url redirect_to=step.link %}``.
+
+    ``redirect_to`` is a path inside Big Interview; the view drops it unless it is safe.
+    With ``ANONYMOUS_USERS`` on and ``request`` in the context, it also marks a logged-out
+    visitor's session (see ``views.offer_anonymous_practice``).
+    """
+    _offer_practice(context)
+    return _practice_url(redirect_to)
+
+
+@register.inclusion_tag("biginterview/practice_link.html", takes_context=True)
 def biginterview_practice_link(
-    redirect_to: str | None = None, label: str | None = None, css_class: str = ""
+    context: template.Context,
+    redirect_to: str | None = None,
+    label: str | None = None,
+    css_class: str = "",
 ) -> dict[str, str]:
     """The "Practice interviews" link: one line in the partner's navigation.
 
     ``{% biginterview_practice_link %}`` or
     ``{% biginterview_practice_link redirect_to="/members/curriculum?chapter=6" label="..." %}``.
-    Override ``biginterview/practice_link.html`` to change the markup.
+    Override ``biginterview/practice_link.html`` to change the markup. With
+    ``ANONYMOUS_USERS`` on and ``request`` in the context, it also marks a logged-out
+    visitor's session (see ``views.offer_anonymous_practice``).
     """
+    _offer_practice(context)
     return {
-        "url": biginterview_practice_url(redirect_to),
+        "url": _practice_url(redirect_to),
         "label": label or gettext("Practice interviews"),
         "css_class": css_class,
     }
@@ -77,13 +99,13 @@ def biginterview_progress(context: template.Context) -> dict[str, Any]:
                             "step": step.step,
                             "title": step.title,
                             "completed": step.completed,
-                            "url": biginterview_practice_url(step.link or None),
+                            "url": _practice_url(step.link or None),
                         }
                         for step in track.steps.all()
                     ],
                 }
             )
-    return {"account": account, "tracks": tracks, "practice_url": biginterview_practice_url()}
+    return {"account": account, "tracks": tracks, "practice_url": _practice_url()}
 
 
 @register.inclusion_tag("biginterview/recent_interviews.html", takes_context=True)
@@ -102,7 +124,7 @@ def biginterview_recent_interviews(context: template.Context, limit: int = 5) ->
                 "category": row.category,
                 "completed": row.completed,
                 "updated_at": row.remote_updated_at,
-                "url": biginterview_practice_url(row.review_path or None),
+                "url": _practice_url(row.review_path or None),
             }
             for row in rows
         ]

@@ -11,6 +11,7 @@ local sandbox as Big Interview, and kombu's filesystem transport as the Celery b
 | ``DATABASE_URL`` | ``sqlite:///<here>/db.sqlite3`` |
 | ``CELERY_BROKER_URL`` | ``filesystem://`` (Redis when set, e.g. ``redis://127.0.0.1:6379/0``) |
 | ``CELERY_BROKER_FOLDER`` | ``<here>/.broker``: the filesystem broker's folder |
+| ``REDIS_URL`` | unset: locks and the rate limit in Django's cache (per process) |
 | ``DJANGO_SECRET_KEY`` | an insecure development key |
 | ``DJANGO_DEBUG`` | ``1`` |
 | ``DJANGO_ALLOWED_HOSTS`` | ``127.0.0.1,localhost`` |
@@ -92,8 +93,10 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The worker and the web server write the same file; wait instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The worker's processes and the web server write the same file. IMMEDIATE takes the
+    # write lock when a transaction begins, so they queue for up to ``timeout`` seconds;
+    # a transaction that upgrades from reading to writing would fail at once instead.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(timeout=20, transaction_mode="IMMEDIATE")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
@@ -104,6 +107,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 _broker_dir = Path(os.environ.get("CELERY_BROKER_FOLDER", BASE_DIR / ".broker"))
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The demo's broker: no server, and no redelivery of anything a dead worker held.
     for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -113,11 +117,41 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "control_folder": str(_broker_dir / "control"),
     }
+else:
+    # Redis hands a message out again this many seconds after delivering it unless it was
+    # acknowledged (its worker died outright). A worker holds a retry unacknowledged while
+    # it waits for the countdown (SYNC_RETRY_BACKOFF_MAX, 600 s) and then runs it (time
+    # limit 180 s): anything shorter than that runs a retry twice. RabbitMQ ignores it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
+# CELERY_TASK_ACKS_LATE stays unset: the app sets acks_late (and reject_on_worker_lost)
+# on each task that is safe to run twice; a global value would extend it to every task.
+# With late acknowledgement a worker holds every message it reserved until the task ends:
+# reserve one per process, so a worker that dies hands back only what it was running
+# and no message waits behind a long sync while another process is free.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection after every task unless this is
+# set; then it closes it every 2 x this many tasks. Reconnecting costs each small task
+# more than its work. (The app's own batching does not depend on it.)
+CELERY_DB_REUSE_MAX = 200
+# A broker outage must never stop the worker: retry the connection forever, at start too.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A late-acknowledged task still running when the broker connection is lost cannot be
+# acknowledged any more, so its message is handed out again (RabbitMQ: at once; Redis: at
+# the latest after visibility_timeout). The app's tasks are idempotent: let the running
+# copy finish the work now, and the second copy finds nothing left to do. Cancelling it
+# (True, Celery 6's default) would leave the work undone until that redelivery. Celery
+# logs a pending-deprecation warning on each connection loss while this is False.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BEAT_SCHEDULE = {
     "biginterview-sync-all": {
         "task": "biginterview.sync_all_accounts",
         "schedule": timedelta(hours=6),
+    },
+    "biginterview-close-lost-sync-runs": {
+        "task": "biginterview.close_lost_sync_runs",
+        "schedule": timedelta(minutes=1),
     },
     "biginterview-sweep-webhooks": {
         "task": "biginterview.sweep_webhook_events",
@@ -125,6 +159,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "biginterview-purge-webhooks": {
         "task": "biginterview.purge_webhook_events",
+        "schedule": timedelta(hours=1),
+    },
+    "biginterview-purge-anonymous-accounts": {
+        "task": "biginterview.purge_anonymous_accounts",
         "schedule": timedelta(hours=1),
     },
 }

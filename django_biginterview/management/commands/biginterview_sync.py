@@ -4,6 +4,7 @@
     manage.py biginterview_sync --all --async      # the Celery fan-out (as the beat does)
     manage.py biginterview_sync --user alice --user bob  # these users' accounts
     manage.py biginterview_sync --partner-id abc123 --async
+    manage.py biginterview_sync --runs             # the latest runs, lost ones included
 
 Exits non-zero when an account failed (or, for ``--all``, when another run holds the lock).
 """
@@ -15,8 +16,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import sync, tasks
-from ...models import Account
+from ... import sync, sync_runs, tasks
+from ...conf import app_settings
+from ...models import Account, SyncRun
 
 
 class Command(BaseCommand):
@@ -31,6 +33,11 @@ class Command(BaseCommand):
         target.add_argument(
             "--partner-id", action="append", metavar="ID", help="This account (repeatable)."
         )
+        target.add_argument(
+            "--runs",
+            action="store_true",
+            help="Show the latest runs of --all, first closing those whose lease lapsed.",
+        )
         parser.add_argument(
             "--async",
             action="store_true",
@@ -39,7 +46,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["all"]:
+        if options["runs"]:
+            self._show_runs()
+        elif options["all"]:
             self._sync_all(enqueue=options["enqueue"])
         else:
             accounts = self._accounts(options["user"] or [], options["partner_id"] or [])
@@ -82,14 +91,23 @@ class Command(BaseCommand):
             tasks.sync_all_accounts.apply_async()
             self.stdout.write("Sync of all accounts enqueued; see the sync runs in the admin.")
             return
-        progress = Progress(self.stdout, total=sync.accounts_to_sync().count())
-        run = tasks.sync_all_inline(on_result=progress.update)
+        progress = Progress(self.stdout, total=sync_runs.accounts_to_sync().count())
+        run = sync_runs.sync_all_inline(
+            tasks.sync_client(),
+            chunk_size=int(app_settings.SYNC_CHUNK_SIZE),
+            on_result=progress.update,
+        )
         progress.close()
         if run is None:
             raise CommandError("Another sync of all accounts is running; nothing done.")
-        self.stdout.write(sync.summarize_run(run))
+        self.stdout.write(sync_runs.summarize_run(run))
         if run.accounts_failed:
             raise CommandError(f"{run.accounts_failed} account(s) failed.")
+
+    def _show_runs(self, count: int = 10) -> None:
+        sync_runs.close_lost_runs()
+        for run in SyncRun.objects.order_by("-started_at", "-pk")[:count]:
+            self.stdout.write(f"[{run.state}] {sync_runs.summarize_run(run)}")
 
     @staticmethod
     def _describe(result: sync.SyncResult) -> str:

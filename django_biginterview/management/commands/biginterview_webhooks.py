@@ -20,7 +20,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from django_biginterview import tasks, webhooks
+from django_biginterview import tasks, webhook_processing
 from django_biginterview.models import WebhookEvent
 
 _DURATION = re.compile(r"(\d+)([mhd])")
@@ -118,7 +118,7 @@ class Command(BaseCommand):
 
     def _replay(self, events: QuerySet[WebhookEvent]) -> None:
         remote_ids = dict(events.values_list("pk", "remote_id"))
-        summary = webhooks.replay_events(events)
+        summary = webhook_processing.replay_events(events)
         tasks.schedule_syncs_after_webhooks(summary.sync_account_ids)
         for outcome in summary.failures:
             self.stderr.write(

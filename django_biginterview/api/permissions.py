@@ -1,0 +1,51 @@
+"""Who may read the REST API and its schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission, DjangoModelPermissions
+from rest_framework.request import Request
+
+from ..conf import SETTINGS_NAME, app_settings
+from ..exceptions import InvalidSetting
+
+#: The values of ``API_SCHEMA_ACCESS``, from the strictest.
+SCHEMA_ACCESS_LEVELS = ("staff", "authenticated", "public")
+
+
+class ModelViewPermission(DjangoModelPermissions):
+    """The model's ``view`` permission, as the admin asks for its changelist.
+
+    DRF's ``DjangoModelPermissions`` lets any signed-in user read (``GET`` needs no
+    permission there), so a staff user the admin refuses would still read every row
+    through the API. Only reading methods are mapped: any other method is a 405.
+    """
+
+    perms_map = {
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+
+class SchemaAccess(BasePermission):
+    """Who may read the OpenAPI schema: ``API_SCHEMA_ACCESS`` (read on every request).
+
+    A value outside ``SCHEMA_ACCESS_LEVELS`` raises ``InvalidSetting`` rather than guess
+    (``manage.py check`` reports it as ``biginterview.E014``).
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        access = app_settings.API_SCHEMA_ACCESS
+        if access not in SCHEMA_ACCESS_LEVELS:
+            raise InvalidSetting(
+                f"{SETTINGS_NAME}['API_SCHEMA_ACCESS'] must be one of "
+                f"{', '.join(SCHEMA_ACCESS_LEVELS)}, not {access!r}."
+            )
+        if access == "public":
+            return True
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        return access == "authenticated" or bool(user.is_staff)

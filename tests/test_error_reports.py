@@ -1,0 +1,188 @@
+"""Error reports of the practice path never show an SSO token or the API key.
+
+Each test forces an exception at one point of a real click (the sandbox answers over
+HTTP; the database fails through a trigger, not a mock) and builds the report Django
+builds for its admins, ``ExceptionReporter(request, *exc_info)``, as text and as HTML,
+the latter with every frame's local variables. With ``DEBUG`` off (what admins get by
+email) nothing secret may appear; with ``DEBUG`` on (the debug page) the masked values
+(``client.Secret``) keep the token and the key out as well, except where the ORM holds a
+row it just fetched (see ``test_a_failure_while_loading_the_account``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import connection
+from django.db.models.signals import post_init
+from django.http import HttpRequest, HttpResponse
+from django.test import Client
+from django.utils import timezone
+from django.views.debug import ExceptionReporter
+
+from django_biginterview.models import Account
+from django_biginterview.testing.factories import UserFactory
+from tests.anonymous_support import offered, use_own_store
+
+PRACTICE = "/biginterview/practice/"
+DEBUG_MODES = pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+
+
+def set_app_settings(settings, **values) -> None:
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, **values}
+
+
+@pytest.fixture
+def client() -> Client:
+    """A client that gets the 500 page (and keeps the exception) instead of raising."""
+    return Client(raise_request_exception=False)
+
+
+@pytest.fixture
+def user_client(db, client: Client, biginterview_sandbox) -> Client:
+    client.force_login(UserFactory())
+    return client
+
+
+@pytest.fixture
+def anonymous_client(db, client: Client, settings, biginterview_sandbox, private_redis) -> Client:
+    set_app_settings(settings, ANONYMOUS_USERS=True)
+    use_own_store(settings, private_redis)
+    return offered(client)
+
+
+def report(response: HttpResponse, settings, *, debug: bool) -> str:
+    """The text and the HTML report of the exception that made ``response`` a 500."""
+    assert response.status_code == 500, response.content[:300]
+    settings.DEBUG = debug
+    reporter = ExceptionReporter(response.wsgi_request, *response.exc_info)
+    return reporter.get_traceback_text() + reporter.get_traceback_html()
+
+
+def secrets(sandbox, settings) -> list[str]:
+    """Every token the sandbox ever handed out in this test, and the API key."""
+    tokens = [user["token"] for user in sandbox.state.users.values() if user["token"]]
+    assert tokens
+    return [*tokens, settings.BIGINTERVIEW["API_KEY"]]
+
+
+def assert_no_secret(text: str, secret_values: list[str]) -> None:
+    for secret in secret_values:
+        assert secret not in text
+
+
+def fail_writes(statement: str) -> None:
+    """Make every ``statement`` (INSERT or UPDATE) on the account table fail, as a
+    database does on a constraint or a trigger of its own; undone with the test's
+    transaction."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                f"CREATE TRIGGER bi_forced_failure BEFORE {statement} ON biginterview_account "
+                "BEGIN SELECT RAISE(ABORT, 'forced failure'); END"
+            )
+        else:
+            cursor.execute(
+                "CREATE FUNCTION bi_forced_failure() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'forced failure'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER bi_forced_failure BEFORE {statement} ON biginterview_account "
+                "FOR EACH ROW EXECUTE FUNCTION bi_forced_failure()"
+            )
+
+
+@DEBUG_MODES
+def test_a_database_failure_storing_a_refreshed_token(
+    user_client, biginterview_sandbox, settings, debug
+):
+    assert user_client.get(PRACTICE).status_code == 302
+    Account.objects.update(sso_token_expires_at=timezone.now())
+    fail_writes("UPDATE")
+
+    text = report(user_client.get(PRACTICE), settings, debug=debug)
+
+    assert "forced failure" in text and "_store_token" in text
+    assert_no_secret(text, secrets(biginterview_sandbox, settings))
+
+
+@DEBUG_MODES
+def test_a_database_failure_storing_a_new_anonymous_account(
+    anonymous_client, biginterview_sandbox, settings, debug
+):
+    fail_writes("INSERT")
+
+    text = report(anonymous_client.get(PRACTICE), settings, debug=debug)
+
+    assert "forced failure" in text and "_store_anonymous_account" in text
+    assert_no_secret(text, secrets(biginterview_sandbox, settings))
+
+
+class FailOnTheWayOut:
+    """A host's middleware that fails after the view answered."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        raise RuntimeError("forced failure")
+        return response  # pragma: no cover
+
+
+@DEBUG_MODES
+def test_a_failure_after_the_redirect_was_built(user_client, biginterview_sandbox, settings, debug):
+    settings.MIDDLEWARE = [f"{__name__}.FailOnTheWayOut", *settings.MIDDLEWARE]
+
+    text = report(user_client.get(PRACTICE), settings, debug=debug)
+
+    assert "forced failure" in text and "_LoginRedirect" in text
+    assert_no_secret(text, secrets(biginterview_sandbox, settings))
+
+
+@DEBUG_MODES
+def test_a_failure_building_the_client_shows_no_api_key(db, client, settings, debug):
+    set_app_settings(settings, BASE_URL="ftp://acme.biginterview.com")
+    client.force_login(UserFactory())
+
+    text = report(client.get(PRACTICE), settings, debug=debug)
+
+    assert "base_url must be an http(s) origin" in text
+    assert settings.BIGINTERVIEW["API_KEY"] not in text
+
+
+def test_a_failure_while_loading_the_account(user_client, biginterview_sandbox, settings):
+    """A row the ORM just fetched holds the token in the clear (the model field's value):
+    with ``DEBUG`` off, ``sensitive_variables`` on the view hides every frame's locals."""
+    assert user_client.get(PRACTICE).status_code == 302
+
+    def fail_on_load(instance: Account, **kwargs: object) -> None:
+        if instance.sso_token:
+            raise RuntimeError("forced failure")
+
+    post_init.connect(fail_on_load, sender=Account, dispatch_uid="fail_on_load")
+    try:
+        response = user_client.get(PRACTICE)
+    finally:
+        post_init.disconnect(sender=Account, dispatch_uid="fail_on_load")
+
+    text = report(response, settings, debug=False)
+    assert "forced failure" in text and "from_db" in text
+    assert_no_secret(text, secrets(biginterview_sandbox, settings))
+
+
+@pytest.mark.filterwarnings("ignore:Django 2028 will not have a default mailer")
+def test_the_admins_email_shows_no_token(user_client, biginterview_sandbox, settings):
+    settings.ADMINS = ["ops@example.com"]
+    assert user_client.get(PRACTICE).status_code == 302
+    Account.objects.update(sso_token_expires_at=timezone.now() - timedelta(seconds=1))
+    fail_writes("UPDATE")
+
+    assert user_client.get(PRACTICE).status_code == 500
+
+    [email] = mail.outbox
+    assert "forced failure" in email.body
+    assert_no_secret(email.body, secrets(biginterview_sandbox, settings))
