@@ -50,6 +50,7 @@ DB_NAME = "bi_bench_scale"
 
 ADMIN_MS = 300.0
 API_MS = 150.0
+SWEEPER_MS = 50.0
 #: Filter jobs per declared filter (its first choices after "All").
 FILTER_CHOICES = 6
 
@@ -504,6 +505,16 @@ for _route in ("api-accounts", "api-interviews", "api-tracks"):
             "partner_id": b.sample["track_partner_id" if r == "api-tracks" else "partner_id"]
         },
     )
+
+
+@job("sweeper, nothing due", SWEEPER_MS)
+def sweeper_nothing_due(bench: Bench) -> None:
+    """What beat runs every minute: the claim query, with none of the events due (the
+    load's failed events have spent their attempts)."""
+    from django_biginterview import webhook_processing
+
+    if webhook_processing.claim_due_events():
+        raise RuntimeError("events were due: the load should leave none")
 
 
 def find_samples(bench: Bench) -> None:

@@ -131,15 +131,19 @@ def release_lock(name: str, token: str) -> bool:
     return False
 
 
-def lock_holder(name: str) -> str | None:
-    """The token holding ``name``, or ``None`` when it is free."""
-    key = f"{KEY_PREFIX}lock:{name}"
+def _read(key: str) -> str | None:
+    """The text stored at ``key``, from Redis or the cache; ``None`` if there is none."""
     client = redis_client()
     if client is not None:
         value = client.get(key)
         return value.decode() if isinstance(value, bytes) else value
     value = cache.get(key)
     return None if value is None else str(value)
+
+
+def lock_holder(name: str) -> str | None:
+    """The token holding ``name``, or ``None`` when it is free."""
+    return _read(f"{KEY_PREFIX}lock:{name}")
 
 
 # --- "At most one pending" markers ------------------------------------------------------
@@ -198,13 +202,7 @@ def remember(name: str, value: str, ttl: timedelta) -> None:
 
 def recall(name: str) -> str | None:
     """The note stored under ``name``, or ``None``."""
-    key = f"{KEY_PREFIX}note:{name}"
-    client = redis_client()
-    if client is not None:
-        value = client.get(key)
-        return value.decode() if isinstance(value, bytes) else value
-    value = cache.get(key)
-    return None if value is None else str(value)
+    return _read(f"{KEY_PREFIX}note:{name}")
 
 
 # --- In-flight sets ---------------------------------------------------------------------

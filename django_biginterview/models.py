@@ -7,6 +7,7 @@ Mirrored tables (``Track``, ``TrackStep``, ``Interview``) are written only by ``
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -15,7 +16,19 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .client import Secret
 from .validators import PARTNER_ID_PATTERN
+
+
+class SecretCharField(models.CharField):
+    """A ``CharField`` whose values come back from the database as
+    :class:`~django_biginterview.client.Secret`, so a row just fetched shows its token
+    masked in a traceback's locals, on the debug page and in Sentry, like a token the
+    client returned."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
+        return None if value is None else Secret(value)
+
 
 partner_id_validator = RegexValidator(
     PARTNER_ID_PATTERN,
@@ -41,7 +54,7 @@ class Account(models.Model):
         _("partner id"), max_length=64, unique=True, validators=[partner_id_validator]
     )
     anonymous = models.BooleanField(_("anonymous"), default=False)
-    sso_token = models.CharField(_("SSO token"), max_length=255, blank=True, editable=False)
+    sso_token = SecretCharField(_("SSO token"), max_length=255, blank=True, editable=False)
     sso_token_expires_at = models.DateTimeField(
         _("SSO token expires at"), null=True, blank=True, editable=False
     )

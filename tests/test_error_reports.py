@@ -5,8 +5,9 @@ HTTP; the database fails through a trigger, not a mock) and builds the report Dj
 builds for its admins, ``ExceptionReporter(request, *exc_info)``, as text and as HTML,
 the latter with every frame's local variables. With ``DEBUG`` off (what admins get by
 email) nothing secret may appear; with ``DEBUG`` on (the debug page) the masked values
-(``client.Secret``) keep the token and the key out as well, except where the ORM holds a
-row it just fetched (see ``test_a_failure_while_loading_the_account``).
+(``client.Secret``, also what the ``sso_token`` field gives back from the database) keep
+the token and the key out as well, except in the database driver's raw row while the ORM
+loads an account (see ``test_a_failure_while_loading_the_account``).
 """
 
 from __future__ import annotations
@@ -155,8 +156,9 @@ def test_a_failure_building_the_client_shows_no_api_key(db, client, settings, de
 
 
 def test_a_failure_while_loading_the_account(user_client, biginterview_sandbox, settings):
-    """A row the ORM just fetched holds the token in the clear (the model field's value):
-    with ``DEBUG`` off, ``sensitive_variables`` on the view hides every frame's locals."""
+    """The database driver's raw row holds the token in the clear while the ORM turns it
+    into an ``Account``: with ``DEBUG`` off, ``sensitive_variables`` on the view hides
+    every frame's locals."""
     assert user_client.get(PRACTICE).status_code == 302
 
     def fail_on_load(instance: Account, **kwargs: object) -> None:
@@ -186,3 +188,14 @@ def test_the_admins_email_shows_no_token(user_client, biginterview_sandbox, sett
     [email] = mail.outbox
     assert "forced failure" in email.body
     assert_no_secret(email.body, secrets(biginterview_sandbox, settings))
+
+
+def test_the_token_comes_back_from_the_database_masked(db) -> None:
+    """What a frame holding a fetched account's token shows, in Sentry or on the debug
+    page: ``SecretCharField`` gives the value back as a ``Secret``."""
+    from django_biginterview.testing.factories import AccountFactory
+
+    AccountFactory(sso_token="a" * 64)
+    token = Account.objects.get().sso_token
+    assert token == "a" * 64 and repr(token) == "'********'"
+    assert repr(Account.objects.values_list("sso_token", flat=True).get()) == "'********'"
