@@ -769,8 +769,11 @@ def test_clean_json_refuses_nesting_past_the_limit_without_recursing() -> None:
     assert clean_json(deepest)[1] == ["[0]" * (MAX_JSON_DEPTH - 1) + ".k"]
     with pytest.raises(JSONTooDeep):
         clean_json(json.loads(nested(MAX_JSON_DEPTH + 1)))
+    deep: list[Any] = []
+    for _ in range(5_000 - 1):  # built without the parser, which may itself refuse it
+        deep = [deep]
     with pytest.raises(JSONTooDeep):
-        clean_json(json.loads(nested(5_000)))  # past Python's recursion limit
+        clean_json(deep)  # past Python's recursion limit
 
 
 @pytest.mark.parametrize(

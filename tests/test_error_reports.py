@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import django
 import pytest
 from django.core import mail
 from django.db import connection
@@ -178,7 +179,10 @@ def test_a_failure_while_loading_the_account(user_client, biginterview_sandbox, 
 
 @pytest.mark.filterwarnings("ignore:Django 2028 will not have a default mailer")
 def test_the_admins_email_shows_no_token(user_client, biginterview_sandbox, settings):
-    settings.ADMINS = ["ops@example.com"]
+    # Django 6 takes addresses; 5.2, (name, address) pairs.
+    settings.ADMINS = (
+        ["ops@example.com"] if django.VERSION >= (6,) else [("Ops", "ops@example.com")]
+    )
     assert user_client.get(PRACTICE).status_code == 302
     Account.objects.update(sso_token_expires_at=timezone.now() - timedelta(seconds=1))
     fail_writes("UPDATE")
