@@ -301,23 +301,26 @@ class RateLimiter:
         if wait > 0:
             time.sleep(wait)
 
-    def reserve(self, count: int) -> list[float]:
+    def reserve(self, count: int, *, bounded: bool = True) -> list[float]:
         """Reserve ``count`` consecutive request slots at once and return how long to
         wait for each, without waiting; raises :class:`Throttled` (reserving nothing)
-        when the first is further away than ``max_wait``. Reserving the slots of calls
-        sent together means none of them is sent only to find its sibling held back.
-        Without Redis (counting windows in the cache), it waits for each slot itself."""
+        when the first is further away than ``max_wait``, unless ``bounded`` is false
+        (slots however far away, for work that will come back for them later).
+        Reserving the slots of calls sent together means none of them is sent only to
+        find its sibling held back. Without Redis (counting windows in the cache), it
+        waits for each slot itself."""
         if self.rate <= 0:
             return [0.0] * count
         if self._redis is None:
             for _ in range(count):
                 self._wait_cache_window()
             return [0.0] * count
+        max_wait = self.max_wait if bounded else None
         if time.monotonic() < self._redis_down_until:
-            first = self._reserve_local(count)
+            first = self._reserve_local(count, max_wait)
         else:
             try:
-                first = self._reserve_redis(count)
+                first = self._reserve_redis(count, max_wait)
             except Throttled:
                 raise
             except Exception as exc:  # any Redis failure: keep working
@@ -328,7 +331,7 @@ class RateLimiter:
                 )
                 # Do not pay a connection timeout on every request meanwhile.
                 self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
-                first = self._reserve_local(count)
+                first = self._reserve_local(count, max_wait)
         return [first + n / self.rate for n in range(count)]
 
     @contextlib.contextmanager
@@ -341,23 +344,23 @@ class RateLimiter:
         finally:
             self._prepaid.count = 0
 
-    def _reserve_redis(self, count: int = 1) -> float:
+    def _reserve_redis(self, count: int = 1, max_wait: float | None = None) -> float:
         assert self._redis is not None
         if self._script is None:
             # EVALSHA after the first call: the script is not re-sent with every request.
             self._script = self._redis.register_script(_RESERVE_SCRIPT)
         interval_us = max(1, round(1_000_000 / self.rate))
-        max_wait_us = -1 if self.max_wait is None else round(self.max_wait * 1_000_000)
+        max_wait_us = -1 if max_wait is None else round(max_wait * 1_000_000)
         waited = int(self._script(keys=[self.key], args=[interval_us, max_wait_us, count]))
         if waited < 0:
             raise Throttled(-waited / 1_000_000)
         return waited / 1_000_000
 
-    def _reserve_local(self, count: int = 1) -> float:
+    def _reserve_local(self, count: int = 1, max_wait: float | None = None) -> float:
         with self._local_lock:
             now = time.monotonic()
             slot = max(now, self._local_next)
-            if self.max_wait is not None and slot - now > self.max_wait:
+            if max_wait is not None and slot - now > max_wait:
                 raise Throttled(slot - now)
             self._local_next = slot + count / self.rate
             return slot - now

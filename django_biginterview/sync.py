@@ -73,17 +73,18 @@ class Snapshot:
     started_at: datetime
 
 
-def fetch(account: Account, client: BigInterviewClient) -> Snapshot:
+def fetch(account: Account, client: BigInterviewClient, *, reserved: bool = False) -> Snapshot:
     """List the account's tracks and interviews, the two calls at once (the waiting
-    overlaps). Raises what the client raises."""
-    [outcome] = fetch_many([account], client)
+    overlaps). Raises what the client raises. ``reserved``: the two calls' request slots
+    were reserved beforehand, and are due."""
+    [outcome] = fetch_many([account], client, reserved=reserved)
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
 
 
 def fetch_many(
-    accounts: Sequence[Account], client: BigInterviewClient
+    accounts: Sequence[Account], client: BigInterviewClient, *, reserved: bool = False
 ) -> list[Snapshot | Exception]:
     """:func:`fetch` for several accounts at once: every call is sent from the process's
     fetch threads, so their waiting overlaps. Per account, the snapshot or what its first
@@ -101,7 +102,7 @@ def fetch_many(
     held_back: Throttled | None = None
     for account in accounts:
         waits = [0.0, 0.0]
-        if limiter is not None and held_back is None:
+        if limiter is not None and held_back is None and not reserved:
             try:
                 waits = limiter.reserve(2)
             except Throttled as exc:
@@ -153,8 +154,11 @@ def _fetch_pool() -> ThreadPoolExecutor:
     return _pool[1]
 
 
-def sync_account(account: Account, client: BigInterviewClient) -> SyncResult:
-    """Mirror ``account``'s tracks and interviews; idempotent.
+def sync_account(
+    account: Account, client: BigInterviewClient, *, reserved: bool = False
+) -> SyncResult:
+    """Mirror ``account``'s tracks and interviews; idempotent. ``reserved``: see
+    :func:`fetch`.
 
     Permanent API errors (401/403, 404, 422, a malformed answer) are recorded on the account
     and returned as a failed result: retrying cannot help. A 404 also marks the account
@@ -162,7 +166,7 @@ def sync_account(account: Account, client: BigInterviewClient) -> SyncResult:
     retry later.
     """
     try:
-        snapshot = fetch(account, client)
+        snapshot = fetch(account, client, reserved=reserved)
     except (APIError, InvalidPartnerId) as exc:
         return apply_failure(account, exc)
     return apply_snapshot(account, snapshot)

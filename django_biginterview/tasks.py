@@ -91,7 +91,7 @@ def _throttled_client(
 #: The longest a sync task waits in a worker for its next request slot. A longer wait is
 #: handed back to the broker as a countdown (``coordination.Throttled``), so syncs held
 #: back by ``RATE_LIMIT`` never occupy the worker processes webhook processing needs.
-MAX_THROTTLE_WAIT = 1.0
+MAX_THROTTLE_WAIT = 0.25
 
 
 def sync_client(*, max_wait: float | None = None) -> BigInterviewClient:
@@ -105,6 +105,15 @@ def sync_client(*, max_wait: float | None = None) -> BigInterviewClient:
         app_settings.REDIS_URL,
         max_wait,
     )
+
+
+def _reserve_later(client: BigInterviewClient) -> float:
+    """Reserve the two request slots of one account's sync, however far away, and
+    return the seconds until they are due."""
+    limiter = client.throttle
+    if not isinstance(limiter, coordination.RateLimiter):
+        return 0.0
+    return limiter.reserve(2, bounded=False)[0]
 
 
 def _later(wait: float) -> float:
@@ -199,13 +208,19 @@ def _record(run_id: int | None, results: list[sync.SyncResult]) -> None:
     **REDELIVER_ON_WORKER_LOSS,
 )  # fmt: skip
 def sync_account(
-    self: Task, account_id: int, run_id: int | None = None, partner_id: str | None = None
+    self: Task,
+    account_id: int,
+    run_id: int | None = None,
+    partner_id: str | None = None,
+    slots_reserved: bool = False,
 ) -> dict[str, Any]:
     """Sync one account. Transient API errors retry with backoff; permanent ones are
     recorded on the account by the domain. Counts the outcome in ``run_id`` if given.
 
     A run passes ``partner_id`` along (read once per chunk), which saves loading the
-    account: the sync locks and re-reads the row anyway before writing.
+    account: the sync locks and re-reads the row anyway before writing. When the rate
+    limit has no slot soon, the task reserves its two slots however far away and comes
+    back for them with a countdown (``slots_reserved``), holding no worker meanwhile.
     """
     if run_id is None and self.request.retries == 0:
         # From now on a new change needs a new sync: this one may fetch too early.
@@ -226,14 +241,16 @@ def sync_account(
         result = sync.record_sync_failure(account, RuntimeError(delivery.reason()))
         _record(run_id, [result])
         return result.as_dict()
+    client = sync_client(max_wait=MAX_THROTTLE_WAIT)
     try:
-        result = sync.sync_account(account, sync_client(max_wait=MAX_THROTTLE_WAIT))
+        result = sync.sync_account(account, client, reserved=slots_reserved)
     except coordination.Throttled as throttled:  # the same sync, later; not a retry
-        countdown = _later(throttled.wait)
+        countdown = max(throttled.wait, _reserve_later(client))
         if run_id is not None:
             sync_runs.keep_alive(run_id, waiting=countdown)
         sync_account.apply_async(
             args=(account_id, run_id, partner_id),
+            kwargs={"slots_reserved": True},
             countdown=countdown,
             retries=self.request.retries,
         )
@@ -248,7 +265,10 @@ def sync_account(
             if run_id is not None:  # the retry keeps the run alive while it waits
                 sync_runs.keep_alive(run_id, waiting=delay)
             raise self.retry(
-                exc=exc, countdown=delay, max_retries=int(app_settings.SYNC_MAX_RETRIES)
+                exc=exc,
+                countdown=delay,
+                max_retries=int(app_settings.SYNC_MAX_RETRIES),
+                kwargs={"slots_reserved": False},  # the retry takes slots of its own
             ) from None
         result = sync.record_sync_failure(account, exc)
     except Exception as exc:

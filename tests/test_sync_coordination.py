@@ -100,9 +100,9 @@ def test_a_limiter_with_max_wait_hands_a_far_slot_back_without_taking_it(clean_r
 
 def test_the_local_fallback_hands_a_far_slot_back_too() -> None:
     limiter = coordination.RateLimiter(1, scope="local", max_wait=0.5)
-    limiter._reserve_local()
+    limiter._reserve_local(1, limiter.max_wait)
     with pytest.raises(coordination.Throttled):
-        limiter._reserve_local()
+        limiter._reserve_local(1, limiter.max_wait)
 
 
 def test_two_limiters_share_the_budget(clean_redis) -> None:

@@ -52,8 +52,8 @@ def fetch_failing(monkeypatch, faults: dict) -> None:
     accounts, and really fetch the others."""
     real = sync.fetch_many
 
-    def fetch_many(accounts, client):
-        outcomes = real([a for a in accounts if a.partner_id not in faults], client)
+    def fetch_many(accounts, client, **options):
+        outcomes = real([a for a in accounts if a.partner_id not in faults], client, **options)
         fetched = iter(outcomes)
         return [faults.get(a.partner_id) or next(fetched) for a in accounts]
 
@@ -263,8 +263,39 @@ def test_a_single_sync_held_back_is_sent_again_later_without_spending_a_retry(
     assert result["outcome"] == "deferred"
     [options] = sent
     assert options["args"] == (account.pk, None, None)
+    assert options["kwargs"] == {"slots_reserved": True}
     assert options["retries"] == 2 and options["countdown"] >= 5.0
     assert Account.objects.get(pk=account.pk).last_sync_error == ""
+
+
+@pytest.mark.django_db
+def test_a_sync_held_back_reserves_its_slots_and_comes_back_for_them(
+    sync_env, settings, monkeypatch
+) -> None:
+    """Its two request slots are taken when it is held back, however far away; when it
+    comes back for them it sends both calls without taking two more."""
+    sb = sync_env
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "RATE_LIMIT": 4}  # 3/s for syncs
+    tasks._throttled_client.cache_clear()
+    account = remote_account(sb, "held-slots")
+    limiter = tasks.sync_client(max_wait=tasks.MAX_THROTTLE_WAIT).throttle
+    limiter.reserve(10, bounded=False)  # others took the next 3.3 s
+    booked = int(coordination.redis_client().get(limiter.key))
+    sent: list[dict] = []
+    monkeypatch.setattr(tasks.sync_account, "apply_async", lambda **kw: sent.append(kw))
+
+    assert tasks.sync_account.apply(args=(account.pk,)).get()["outcome"] == "deferred"
+
+    [options] = sent
+    assert 3.0 < options["countdown"] < 4.0  # when its slots are due
+    after_booking = int(coordination.redis_client().get(limiter.key))
+    assert after_booking - booked == 2 * round(1_000_000 / 3)  # two slots, taken now
+    sb.reset_calls()
+
+    result = tasks.sync_account.apply(args=(account.pk,), kwargs=options["kwargs"]).get()
+
+    assert result["outcome"] == "synced" and len(sb.api_calls()) == 2
+    assert int(coordination.redis_client().get(limiter.key)) == after_booking
 
 
 @pytest.mark.django_db

@@ -108,9 +108,9 @@ def start_process(portal_environment: dict[str, str], tmp_path: Path) -> Iterato
     process started is stopped after the test."""
     started: list[ProcfileProcess] = []
 
-    def start(name: str, **extra: str) -> ProcfileProcess:
+    def start(name: str, log_name: str | None = None, **extra: str) -> ProcfileProcess:
         env = {**portal_environment, **extra}
-        log_path = tmp_path / f"{name}.log"
+        log_path = tmp_path / f"{log_name or name}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
                 procfile_command(name, env),
