@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -130,31 +130,50 @@ def clean_json(value: Any) -> tuple[Any, list[str]]:
     if isinstance(value, str):
         return (value.replace("\x00", ""), ["(the whole body)"]) if "\x00" in value else (value, [])
     cleaned: list[str] = []
-    pending: list[tuple[Any, str, int]] = [(value, "", 1)]
+    # Where a node sits is kept as a chain of (parent's place, key or index) and spelled
+    # out only for a NUL found: most bodies have none, and every key of them is walked.
+    pending: list[tuple[Any, _Place, int]] = [(value, None, 1)]
     while pending:
-        node, path, depth = pending.pop()
+        node, place, depth = pending.pop()
         if depth > MAX_JSON_DEPTH:
             raise JSONTooDeep(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
-        entries: list[tuple[Any, Any, str]]
+        entries: Iterable[tuple[Any, Any]]
         if isinstance(node, dict):
             if any("\x00" in key for key in node):
-                cleaned.extend(_path(path, key) for key in node if "\x00" in key)
+                cleaned.extend(_spell((place, key)) for key in node if "\x00" in key)
                 items = [(key.replace("\x00", ""), item) for key, item in node.items()]
                 node.clear()
                 node.update(items)
-            entries = [(key, item, _path(path, key)) for key, item in node.items()]
+            entries = node.items()
         elif isinstance(node, list):
-            entries = [(index, item, f"{path}[{index}]") for index, item in enumerate(node)]
+            entries = enumerate(node)
         else:
             continue  # a body that is a single number, boolean or null
-        for key, item, item_path in entries:
+        for key, item in entries:
             if isinstance(item, str):
                 if "\x00" in item:
-                    node[key] = item.replace("\x00", "")
-                    cleaned.append(item_path)
+                    node[key] = item.replace("\x00", "")  # a value: the shape stays
+                    cleaned.append(_spell((place, key)))
             elif isinstance(item, dict | list):
-                pending.append((item, item_path, depth + 1))
+                pending.append((item, (place, key), depth + 1))
     return value, cleaned
+
+
+#: Where a JSON node sits: ``None`` for the root, else (its parent's place, its key or
+#: list index).
+_Place = tuple[Any, str | int] | None
+
+
+def _spell(place: _Place) -> str:
+    """``interviews[0].title`` for a place."""
+    steps: list[str | int] = []
+    while place is not None:
+        place, step = place
+        steps.append(step)
+    path = ""
+    for step in reversed(steps):
+        path = f"{path}[{step}]" if isinstance(step, int) else _path(path, step)
+    return path
 
 
 def _path(parent: str, key: str) -> str:
