@@ -549,8 +549,10 @@ def test_transient_errors_retry_with_backoff_until_synced(sync_env, celery_worke
 
     assert wait_for(lambda: Account.objects.get(pk=account.pk).last_synced_at, timeout=20)
     statuses = [call.status for call in sb.api_calls()]
-    assert statuses[:4] == [503, 503, 503, 503]
-    assert statuses[4:] == [200, 200]
+    assert statuses.count(503) == 4
+    # Both listings go out at once: a listing answered 200 while its sibling gave up is
+    # asked again when the task retries. The last two calls are the successful pair.
+    assert statuses[-2:] == [200, 200] and statuses.count(200) in (2, 3)
     assert Interview.objects.filter(account=account).count() == 1
 
 
