@@ -2,9 +2,15 @@
 
 Point ``BIGINTERVIEW["ADAPTER"]`` at a subclass of :class:`DefaultAdapter` to change how a
 user's ``partner_id`` is derived, which profile is sent to Big Interview, or by what key
-(an IP address) new anonymous accounts are counted; no fork, no signal tangle.
-(``BIGINTERVIEW["PARTNER_ID_FUNCTION"]``, the dotted path of a callable taking the user, is
-a shortcut for the most common override.)
+(an IP address) new anonymous accounts are counted. The app asks :func:`get_adapter`, and
+only it, for each of these decisions.
+
+Override a method to change a decision: the app waits for its answer. Connect a receiver
+to a signal (``signals.py``) to react to something that happened (an account created, a
+token refreshed, an interview changed): a receiver cannot change the outcome.
+``BIGINTERVIEW["PARTNER_ID_FUNCTION"]`` is the default adapter's shortcut for the most
+common override; an adapter that overrides ``partner_id_for_user`` ignores it, and
+``manage.py check`` says so (``biginterview.W015``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 
+from .conf import app_settings
 from .exceptions import BigInterviewError
 from .validators import validate_partner_id
 
@@ -44,19 +51,18 @@ class DefaultAdapter:
     fallback_last_name = "-"
 
     def partner_id_for_user(self, user: Any) -> str:
-        """An opaque, stable id: an HMAC of the user's primary key.
+        """The user's ``partner_id``: ``PARTNER_ID_FUNCTION(user)`` when that is set, else
+        an opaque, stable id, an HMAC of the user's primary key.
 
-        It reveals neither the primary key nor the email, and is the same on every call
+        The HMAC reveals neither the primary key nor the email, and is the same on every call
         for the same user and secret (``BIGINTERVIEW["PARTNER_ID_SECRET"]``, by default
         ``SECRET_KEY``). It is stored on the ``Account`` at creation and never recomputed,
         so rotating the secret later does not move existing users.
         """
-        from .conf import app_settings
-
-        custom = app_settings.get("PARTNER_ID_FUNCTION")
+        custom = app_settings.PARTNER_ID_FUNCTION
         if custom:
             return validate_partner_id(import_string(custom)(user))
-        secret = app_settings.get("PARTNER_ID_SECRET") or settings.SECRET_KEY
+        secret = app_settings.PARTNER_ID_SECRET or settings.SECRET_KEY
         digest = salted_hmac(
             "django_biginterview.partner_id", str(user.pk), secret=secret, algorithm="sha256"
         ).hexdigest()
@@ -97,8 +103,7 @@ class DefaultAdapter:
 
 
 def get_adapter() -> DefaultAdapter:
-    """The configured adapter instance (read from settings on each call)."""
-    from .conf import app_settings
-
-    adapter: DefaultAdapter = app_settings.adapter()
+    """An instance of ``BIGINTERVIEW["ADAPTER"]`` (read from settings on each call): the
+    one way the app reaches the adapter."""
+    adapter: DefaultAdapter = import_string(app_settings.ADAPTER)()
     return adapter

@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, router
-from django.db.models import Field, Max, Min, Prefetch, Q, QuerySet
+from django.db.models import Field, Max, Min, Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
@@ -34,8 +34,16 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import tasks, webhook_processing
-from .api.views import with_interview_counts
-from .models import Account, Interview, SyncRun, Track, TrackStep, WebhookEvent
+from .models import (
+    Account,
+    AccountQuerySet,
+    Interview,
+    SyncRun,
+    Track,
+    TrackQuerySet,
+    TrackStep,
+    WebhookEvent,
+)
 from .webhooks import KNOWN_EVENTS
 
 
@@ -443,7 +451,7 @@ class TrackInline(ReadOnlyMixin, admin.TabularInline):
     show_change_link = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Track]:
-        return super().get_queryset(request).prefetch_related("steps")
+        return cast(TrackQuerySet, super().get_queryset(request)).with_steps()
 
     @admin.display(description=_("progress"))
     def progress_bar(self, obj: Track) -> SafeString:
@@ -491,7 +499,7 @@ class AccountChangeList(AppChangeList):
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
-        self.result_list = with_interview_counts(list(self.result_list))
+        self.result_list = Account.objects.with_interview_counts(self.result_list)
 
 
 @admin.register(Account)
@@ -546,11 +554,7 @@ class AccountAdmin(ReadOnlyAdmin):
         )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
-        return (
-            super()
-            .get_queryset(request)
-            .prefetch_related(Prefetch("tracks", queryset=Track.objects.order_by("position")))
-        )
+        return cast(AccountQuerySet, super().get_queryset(request)).with_tracks()
 
     @admin.display(description=_("tracks"))
     def track_progress(self, obj: Account) -> SafeString:

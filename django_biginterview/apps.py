@@ -1,3 +1,5 @@
+"""The app's configuration: its label, and what it connects when Django starts."""
+
 from django.apps import AppConfig
 from django.conf import settings
 from django.db.models.signals import pre_delete

@@ -1,5 +1,8 @@
 """System checks for ``settings.BIGINTERVIEW``.
 
+Types and bounds come from the declarations in ``conf.py``; the checks here add what a
+declaration cannot say (an origin, a key's format, an importable path, the webhook route).
+
 Ids are stable and never reused. A ``W0nn`` and an ``E0nn`` with the same number are the
 same problem: a missing key is a warning so a project can install the app and ``migrate``
 before its keys arrive, and becomes the error under ``manage.py check --deploy``. An id
@@ -19,15 +22,15 @@ that exists only as ``E0nn`` is a malformed value, an error everywhere.
 | E010 | ``WEBHOOK_RETENTION`` is under 2 hours |
 | W011 | ``BIGINTERVIEW`` has unknown keys (a typo) |
 | W012 | ``BASE_URL`` points at a local host (the sandbox) while ``DEBUG`` is off |
-| E013 | a timeout, deadline, retry count, duration or share is not a usable number |
+| E013 | a timeout, count, size, rate, share or duration is not what its key declares |
 | E014 | ``API_SCHEMA_ACCESS`` is not "authenticated", "staff" or "public" |
+| W015 | ``PARTNER_ID_FUNCTION`` is set but the ``ADAPTER`` overrides ``partner_id_for_user`` |
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -37,48 +40,24 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
-from .api.permissions import SCHEMA_ACCESS_LEVELS
-from .conf import _TIMEDELTA_KEYS, DEFAULTS, MIN_WEBHOOK_RETENTION, SETTINGS_NAME, app_settings
-from .exceptions import InvalidSetting
+from .adapter import DefaultAdapter
+from .conf import (
+    DEFAULTS,
+    SETTINGS_NAME,
+    UNUSABLE_VALUE_ID,
+    AppSettings,
+    app_settings,
+    declarations,
+)
 
 Messages = list[CheckMessage]
+
+IMPORTABLE_ID = "biginterview.E009"
 
 #: Errors that exist only under ``--deploy`` (escalated missing-key warnings).
 DEPLOY_ERROR_IDS = frozenset(
     {"biginterview.E001", "biginterview.E003", "biginterview.E005", "biginterview.E007"}
 )
-
-#: Keys that must be positive numbers (seconds, bytes or counts). Each is cast with
-#: ``int()``/``float()`` where it is used: a bad value must show up here, not as a 500.
-POSITIVE_NUMBER_KEYS = (
-    "CONNECT_TIMEOUT",
-    "READ_TIMEOUT",
-    "REQUEST_DEADLINE",
-    "SSO_TIME_BUDGET",
-    "WEBHOOK_MAX_BODY_SIZE",
-    "WEBHOOK_MAX_ATTEMPTS",
-    "SYNC_CHUNK_SIZE",
-    "SYNC_MAX_DELIVERIES",
-    "TASK_SOFT_TIME_LIMIT",
-    "TASK_TIME_LIMIT",
-    "ANONYMOUS_ACCOUNTS_PER_HOUR",
-    "ANONYMOUS_ACCOUNTS_PER_SESSION",
-    "ANONYMOUS_ACCOUNTS_PER_RATE_KEY",
-    "SSO_MIN_TOKEN_LIFE",
-)
-#: Keys that must be numbers that are zero or more (``RATE_LIMIT`` 0: no limit).
-NON_NEGATIVE_NUMBER_KEYS = (
-    "MAX_RETRIES",
-    "RETRY_BACKOFF",
-    "RETRY_BACKOFF_MAX",
-    "SYNC_MAX_RETRIES",
-    "SYNC_RETRY_BACKOFF",
-    "SYNC_RETRY_BACKOFF_MAX",
-    "RATE_LIMIT",
-)
-#: Keys that must be numbers above 0 and below 1 (shares of a budget: at 0 or 1 one of
-#: the two parts would get no limit at all, since a rate of 0 means "unlimited").
-SHARE_KEYS = ("INTERACTIVE_RATE_SHARE",)
 
 LOCAL_HOST_NAMES = frozenset({"localhost", "sandbox", "host.docker.internal"})
 
@@ -132,7 +111,7 @@ def _is_local_host(hostname: str) -> bool:
 
 
 def check_base_url(deploy: bool = False) -> Messages:
-    value = app_settings.get("BASE_URL")
+    value = AppSettings.BASE_URL.raw()
     if not value:
         return [
             _message(
@@ -181,7 +160,7 @@ def check_base_url(deploy: bool = False) -> Messages:
 
 
 def check_api_key(deploy: bool = False) -> Messages:
-    value = app_settings.get("API_KEY")
+    value = AppSettings.API_KEY.raw()
     if not value:
         return [
             _message(
@@ -209,7 +188,7 @@ def check_api_key(deploy: bool = False) -> Messages:
 
 
 def check_webhook_keys(deploy: bool = False) -> Messages:
-    value = app_settings.get("WEBHOOK_KEYS")
+    value = AppSettings.WEBHOOK_KEYS.raw()
     if value and (
         not isinstance(value, list | tuple)
         or not all(isinstance(k, str) and k and k == k.strip() for k in value)
@@ -242,7 +221,7 @@ def check_is_dict() -> Messages:
     return [
         Error(
             f"{SETTINGS_NAME} must be a dict.",
-            hint="See the settings reference in the README.",
+            hint="See the settings reference, docs/settings.md.",
             id="biginterview.E008",
         )
     ]
@@ -255,7 +234,7 @@ def check_unknown_keys() -> Messages:
     return [
         Warning(
             f"{SETTINGS_NAME} has unknown keys: {', '.join(unknown)}.",
-            hint="Check the spelling against the settings reference in the README.",
+            hint="Check the spelling against the settings reference, docs/settings.md.",
             id="biginterview.W011",
         )
     ]
@@ -263,8 +242,10 @@ def check_unknown_keys() -> Messages:
 
 def check_importables() -> Messages:
     messages: Messages = []
-    for key in ("ADAPTER", "PARTNER_ID_FUNCTION"):
-        path = app_settings.get(key)
+    for declaration in declarations():
+        if declaration.check_id != IMPORTABLE_ID:
+            continue
+        path = declaration.raw()
         if not path:
             continue
         try:
@@ -274,85 +255,59 @@ def check_importables() -> Messages:
         if not callable(imported):
             messages.append(
                 Error(
-                    f"{SETTINGS_NAME}['{key}'] = {path!r} cannot be imported.",
+                    f"{SETTINGS_NAME}['{declaration.name}'] = {path!r} cannot be imported.",
                     hint="Give the dotted path of an importable class or function.",
-                    id="biginterview.E009",
+                    id=IMPORTABLE_ID,
                 )
             )
     return messages
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def check_partner_id_decision() -> Messages:
+    """W015: two answers to one decision; the adapter's override wins, silently otherwise."""
+    if not AppSettings.PARTNER_ID_FUNCTION.raw():
+        return []
+    try:
+        adapter_class = import_string(app_settings.ADAPTER)
+    except (ImportError, ImproperlyConfigured):
+        return []  # E009 or E013 says why
+    if getattr(adapter_class, "partner_id_for_user", None) is DefaultAdapter.partner_id_for_user:
+        return []
+    return [
+        Warning(
+            f"{SETTINGS_NAME}['PARTNER_ID_FUNCTION'] is ignored: the ADAPTER overrides "
+            "partner_id_for_user.",
+            hint="Keep one of the two: remove the setting, or call it from your override.",
+            id="biginterview.W015",
+        )
+    ]
+
+
+def _refused_values(check_id: str) -> Messages:
+    """An error for every key, declared with ``check_id``, whose value its declaration
+    refuses (the message says what the key must be)."""
+    messages: Messages = []
+    for declaration in declarations():
+        problem = declaration.problem() if declaration.check_id == check_id else None
+        if problem:
+            messages.append(Error(problem, hint=declaration.hint, id=check_id))
+    return messages
 
 
 def check_numbers() -> Messages:
-    messages: Messages = []
-
-    def invalid(key: str, requirement: str) -> None:
-        messages.append(
-            Error(
-                f"{SETTINGS_NAME}['{key}'] must be {requirement}.",
-                hint=f"Remove it to use the default ({DEFAULTS[key]!r}).",
-                id="biginterview.E013",
-            )
-        )
-
-    for key in POSITIVE_NUMBER_KEYS:
-        value = app_settings.get(key)
-        if not _is_number(value) or not value > 0:
-            invalid(key, "a number of seconds above zero")
-    for key in NON_NEGATIVE_NUMBER_KEYS:
-        value = app_settings.get(key)
-        if not _is_number(value) or not value >= 0:
-            invalid(key, "a number, zero or more")
-    for key in SHARE_KEYS:
-        value = app_settings.get(key)
-        if not _is_number(value) or not 0 < value < 1:
-            invalid(key, "a number above 0 and below 1")
-    for key in sorted(_TIMEDELTA_KEYS):
-        try:
-            duration = app_settings.get(key)
-        except InvalidSetting:
-            duration = None
-        if duration is None or duration < timedelta(0):
-            invalid(key, "a timedelta or a number of seconds, zero or more")
-    return messages
+    """E013: a timeout, count, size, rate, share or duration its declaration refuses."""
+    return _refused_values(UNUSABLE_VALUE_ID)
 
 
 def check_durations() -> Messages:
-    messages: Messages = []
-    for key in ("WEBHOOK_RETENTION", "WEBHOOK_FAILED_RETENTION"):
-        try:
-            retention = app_settings.get(key)
-        except InvalidSetting:
-            continue  # reported as E013
-        if retention is not None and retention < MIN_WEBHOOK_RETENTION:
-            messages.append(
-                Error(
-                    f"{SETTINGS_NAME}['{key}'] must be at least 2 hours.",
-                    hint="Big Interview re-sends a notification for one hour; deleting "
-                    "events sooner would process a late retry twice.",
-                    id="biginterview.E010",
-                )
-            )
-    return messages
+    """E010: a webhook retention shorter than Big Interview's retries."""
+    return _refused_values("biginterview.E010")
 
 
 def check_schema_access() -> Messages:
     """E014 before runtime: the schema view refuses to guess and answers 500 for any other
     value of ``API_SCHEMA_ACCESS``."""
-    value = app_settings.get("API_SCHEMA_ACCESS")
-    if value in SCHEMA_ACCESS_LEVELS:
-        return []
-    return [
-        Error(
-            f"{SETTINGS_NAME}['API_SCHEMA_ACCESS'] must be 'authenticated', 'staff' or "
-            f"'public', not {value!r}.",
-            hint="Remove it to let signed-in users read the API schema (the default).",
-            id="biginterview.E014",
-        )
-    ]
+    return _refused_values("biginterview.E014")
 
 
 #: The checks whose missing-key warnings become errors under ``--deploy``.
@@ -373,6 +328,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> Messages:
     for check in SETTINGS_CHECKS:
         messages.extend(check(deploy=False))
     messages.extend(check_importables())
+    messages.extend(check_partner_id_decision())
     messages.extend(check_numbers())
     messages.extend(check_durations())
     messages.extend(check_schema_access())

@@ -11,7 +11,6 @@ is shared only when the cache itself is (Redis or Memcached); with the default
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import math
@@ -24,7 +23,7 @@ from typing import Any
 
 from django.core.cache import cache
 
-from .conf import app_settings
+from .conf import app_settings, cleared_on_setting_change
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ return string.format('%.0f', slot - now)
 """
 
 
-@functools.lru_cache(maxsize=4)
+@cleared_on_setting_change(maxsize=4)
 def _redis_for(url: str) -> Any:
     import redis
 
@@ -394,13 +393,13 @@ def organisation_scope() -> str:
 def interactive_rate() -> float:
     """Requests per second kept for interactive calls (a practice click): the
     ``INTERACTIVE_RATE_SHARE`` of ``RATE_LIMIT``. 0 when ``RATE_LIMIT`` is 0 (no limit)."""
-    return float(app_settings.RATE_LIMIT or 0) * float(app_settings.INTERACTIVE_RATE_SHARE)
+    return app_settings.RATE_LIMIT * app_settings.INTERACTIVE_RATE_SHARE
 
 
 def background_rate() -> float:
     """Requests per second left for background work (the syncs): ``RATE_LIMIT`` less the
     interactive share, so the two together never exceed ``RATE_LIMIT``."""
-    return float(app_settings.RATE_LIMIT or 0) * (1 - float(app_settings.INTERACTIVE_RATE_SHARE))
+    return app_settings.RATE_LIMIT * (1 - app_settings.INTERACTIVE_RATE_SHARE)
 
 
 def rate_limiter(*, max_wait: float | None = None) -> RateLimiter:

@@ -1,12 +1,16 @@
 """The package's one exception tree.
 
-Callers catch by meaning (``NotFound``, ``RateLimited``), never by parsing a message.
+Callers catch by meaning (``NotFound``, ``RateLimited``), never by parsing a message. No
+name here shadows Django's or DRF's (``PermissionDenied`` and ``ValidationError`` were
+renamed ``Forbidden`` and ``AttributesRefused``; the old names still import, with a
+``DeprecationWarning``, until the next release).
 No exception here ever carries the API key, a webhook key or an SSO token: the client
 builds them from the response status and parsed error body only.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -89,7 +93,7 @@ class AuthenticationError(APIError):
     """401: the API key is missing, wrong or revoked."""
 
 
-class PermissionDenied(APIError):
+class Forbidden(APIError):
     """403: the key is accepted but this request is not allowed, e.g. anonymous users
     when Big Interview has not enabled them for the organisation."""
 
@@ -98,7 +102,7 @@ class NotFound(APIError):
     """404: the user (or endpoint) does not exist."""
 
 
-class ValidationError(APIError):
+class AttributesRefused(APIError):
     """422: the service refused the attributes; ``field_errors`` maps field to messages."""
 
     @property
@@ -134,7 +138,9 @@ class ServerError(APIError):
 
 
 class UnexpectedResponse(APIError):
-    """A 2xx whose body is not the documented shape (not JSON, missing keys)."""
+    """An answer the contract does not describe: a 2xx whose body is not the documented
+    shape (not JSON, missing keys, a date out of range), or a 3xx. The parsers raise it
+    for a webhook payload too, where the receiver answers it with a 400."""
 
 
 class JSONTooDeep(BigInterviewError, ValueError):
@@ -153,3 +159,20 @@ class WebhookValidationError(BigInterviewError):
         super().__init__(reason)
         self.reason = reason
         self.status_code = status_code
+
+
+#: Old names, importable until the next release.
+_DEPRECATED_NAMES = {"PermissionDenied": Forbidden, "ValidationError": AttributesRefused}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED_NAMES:
+        replacement = _DEPRECATED_NAMES[name]
+        warnings.warn(
+            f"django_biginterview.exceptions.{name} is deprecated; use "
+            f"{replacement.__name__}, which does not shadow Django's {name}.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return replacement
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import client as api
+from . import api_types as api
 from .models import Account, Interview, Track, TrackStep
 from .signals import interview_changed, tracks_changed
 
@@ -133,9 +133,11 @@ def upsert_interviews_of_accounts(
 def sync_interviews(
     account: Account, interviews: Sequence[api.Interview], *, snapshot_started_at: datetime
 ) -> tuple[list[InterviewChange], list[InterviewChange]]:
-    """Apply a full listing: :func:`upsert_interviews` then
-    :func:`mark_unlisted_interviews_deleted`, with the same rules, reading the account's
-    rows once. Returns ``(upserted, deleted)``."""
+    """Apply a full listing: the rules of :func:`upsert_interviews` for the listed
+    interviews, then mark deleted the live ones the listing no longer contains, reading the
+    account's rows once. Rows written after the snapshot was requested (by a webhook
+    racing the sync) are left alone: the snapshot cannot know about them. Returns
+    ``(upserted, deleted)``."""
     latest = _latest_by_id(interviews)
     rows = {
         row.remote_id: row
@@ -262,22 +264,6 @@ def mark_interview_deleted(
     change = InterviewChange(row, "deleted")
     _announce([change], source)
     return change
-
-
-def mark_unlisted_interviews_deleted(
-    account: Account, listed_ids: Iterable[int], *, snapshot_started_at: datetime
-) -> list[InterviewChange]:
-    """Mark deleted the interviews a full listing no longer contains.
-
-    Rows written after the snapshot was requested (by a webhook racing the sync) are left
-    alone: the snapshot cannot know about them.
-    """
-    rows = list(
-        Interview.objects.filter(
-            account=account, deleted_at__isnull=True, updated_at__lt=snapshot_started_at
-        ).exclude(remote_id__in=list(listed_ids))
-    )
-    return _mark_deleted(rows)
 
 
 def _mark_deleted(rows: list[Interview]) -> list[InterviewChange]:

@@ -2,21 +2,27 @@
 
 Models hold state and its invariants (database constraints); they never call the API.
 Mirrored tables (``Track``, ``TrackStep``, ``Interview``) are written only by ``mirror.py``.
+
+The QuerySets name the reads that several places share (the admin, the API, the template
+tags, the webhook sweeper), so each is written once: which interviews count as live, how
+tracks and steps are prefetched in order, which events are due or may be purged. What to
+do with the rows (locking, leasing, batching) stays with the caller.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Prefetch, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .client import Secret
+from .api_types import Secret
 from .validators import PARTNER_ID_PATTERN
 
 
@@ -34,6 +40,45 @@ partner_id_validator = RegexValidator(
     PARTNER_ID_PATTERN,
     message=_("Use 1 to 64 characters from 0-9, a-z, A-Z, '-' and '_'."),
 )
+
+
+class AccountQuerySet(models.QuerySet["Account"]):
+    """Accounts with their tracks prefetched in order, as the admin and the API list them."""
+
+    def with_tracks(self) -> Self:
+        """Each account's tracks, in their order on Big Interview: one query for them all."""
+        return self.prefetch_related(Prefetch("tracks", queryset=Track.objects.in_order()))
+
+    def with_tracks_and_steps(self) -> Self:
+        """Each account's tracks in order, each with its steps in order: two queries."""
+        tracks = Track.objects.in_order().with_steps()
+        return self.prefetch_related(Prefetch("tracks", queryset=tracks))
+
+
+_AccountManagerBase = models.Manager.from_queryset(AccountQuerySet)
+
+
+class AccountManager(_AccountManagerBase):
+    """``Account.objects``: the QuerySet's methods, and counts for a fetched page."""
+
+    def with_interview_counts(self, accounts: Iterable[Account]) -> list[Account]:
+        """``accounts`` (a page already fetched), each given ``interview_count``: its live
+        interviews, counted in one query over their ids.
+
+        An annotation on the listing's queryset would count the interviews of every
+        account before the page is cut, and again for the paginator's count.
+        """
+        page = list(accounts)
+        counts = dict(
+            Interview.objects.live()
+            .filter(account__in=page)
+            .order_by()
+            .values_list("account")
+            .annotate(Count("pk"))
+        )
+        for account in page:
+            account.interview_count = counts.get(account.pk, 0)  # type: ignore[attr-defined]
+        return page
 
 
 class Account(models.Model):
@@ -69,6 +114,8 @@ class Account(models.Model):
     last_sync_error = models.TextField(_("last sync error"), blank=True)
     last_sync_error_at = models.DateTimeField(_("last sync error at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    objects = AccountManager()
 
     class Meta:
         verbose_name = _("Big Interview account")
@@ -110,6 +157,23 @@ class Account(models.Model):
         return self.sso_token_expires_at - margin > (now or timezone.now())
 
 
+class TrackQuerySet(models.QuerySet["Track"]):
+    """Tracks in order, with their steps in order.
+
+    Both order by their own column only: the models' default orderings start with the
+    foreign key, which sorts by the parent's ordering and so joins the parent tables.
+    """
+
+    def in_order(self) -> Self:
+        """By position, as Big Interview lists an account's tracks."""
+        return self.order_by("position")
+
+    def with_steps(self) -> Self:
+        """Each track's steps prefetched by step number: one query for all the tracks."""
+        steps = TrackStep.objects.order_by("step")
+        return self.prefetch_related(Prefetch("steps", queryset=steps))
+
+
 class Track(models.Model):
     """One guided learning track of an account, as Big Interview last reported it."""
 
@@ -120,6 +184,8 @@ class Track(models.Model):
     progress = models.DecimalField(_("progress"), max_digits=5, decimal_places=4)
     position = models.PositiveSmallIntegerField(_("position"), default=0)
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+
+    objects = TrackQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("track")
@@ -166,6 +232,18 @@ class TrackStep(models.Model):
         return f"{self.step}. {self.title}"
 
 
+class InterviewQuerySet(models.QuerySet["Interview"]):
+    """The interviews people are shown: live ones, most recently updated first."""
+
+    def live(self) -> Self:
+        """Not deleted: what users see and what the interview counts count."""
+        return self.filter(deleted_at__isnull=True)
+
+    def newest_first(self) -> Self:
+        """Most recently updated on Big Interview first (an index serves it)."""
+        return self.order_by("-remote_updated_at", "-pk")
+
+
 class Interview(models.Model):
     """A mock interview of an account. ``raw`` keeps the API object as last received.
 
@@ -197,6 +275,8 @@ class Interview(models.Model):
     )
     raw = models.JSONField(_("API object"), default=dict, blank=True)
     updated_at = models.DateTimeField(_("updated locally at"), default=timezone.now)
+
+    objects = InterviewQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("interview")
@@ -241,6 +321,43 @@ class Interview(models.Model):
         return self.deleted_at is not None
 
 
+#: The events the sweeper can ever pick: ``pending``, and ``failed`` with a retry planned
+#: (an exhausted event has no ``next_attempt_at``). A partial index covers exactly these,
+#: so a sweep with nothing due reads a handful of index entries, not the table.
+SWEEPABLE = Q(status="pending") | Q(status="failed", next_attempt_at__isnull=False)
+
+
+class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):
+    """The webhook sweeper's and the purge's selections. The caller passes the policy (how
+    long to wait, how many attempts, how long to keep), read from its settings, and does
+    the locking and leasing (``webhook_processing``)."""
+
+    def due(self, now: datetime, *, stuck_after: timedelta, max_attempts: int) -> Self:
+        """Events to (re)enqueue at ``now``.
+
+        ``pending`` for longer than ``stuck_after`` (the task was never sent, e.g. the
+        broker was down, or got lost), and ``failed`` ones with fewer than
+        ``max_attempts`` attempts; neither while ``next_attempt_at`` (a backoff or a
+        sweep's lease) is still ahead. Past ``max_attempts`` an event stays ``failed``
+        for a person to look at.
+        """
+        Status = WebhookEvent.Status
+        not_before = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+        stuck = Q(status=Status.PENDING, received_at__lte=now - stuck_after)
+        retry = Q(status=Status.FAILED, attempts__lt=max_attempts)
+        return self.filter(SWEEPABLE).filter((stuck | retry) & not_before)
+
+    def purgeable(self, *, done_before: datetime, failed_before: datetime) -> Self:
+        """Events kept long enough: ``processed`` and ``ignored`` ones received before
+        ``done_before``, and ``failed`` ones with no retry planned received before
+        ``failed_before``. Pending events and failed ones still to be retried never are."""
+        Status = WebhookEvent.Status
+        return self.filter(
+            Q(status__in=[Status.PROCESSED, Status.IGNORED], received_at__lt=done_before)
+            | Q(status=Status.FAILED, next_attempt_at__isnull=True, received_at__lt=failed_before)
+        )
+
+
 class WebhookEvent(models.Model):
     """One notification from Big Interview, stored before any work happens.
 
@@ -273,6 +390,8 @@ class WebhookEvent(models.Model):
     received_at = models.DateTimeField(_("received at"), default=timezone.now, db_index=True)
     processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
 
+    objects = WebhookEventQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("webhook event")
         verbose_name_plural = _("webhook events")
@@ -286,12 +405,10 @@ class WebhookEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="biginterview_wh_status_idx"),
             models.Index(fields=["partner_id"], name="biginterview_wh_partner_idx"),
-            # Only the rows the sweeper may pick (webhook_processing.SWEEPABLE): a sweep
-            # with nothing due reads a few index entries, however many events are kept.
+            # Only the rows the sweeper may pick: a sweep with nothing due reads a few
+            # index entries, however many events are kept.
             models.Index(
-                fields=["received_at"],
-                condition=Q(status="pending") | Q(status="failed", next_attempt_at__isnull=False),
-                name="biginterview_wh_sweep_idx",
+                fields=["received_at"], condition=SWEEPABLE, name="biginterview_wh_sweep_idx"
             ),
         ]
 

@@ -1,7 +1,8 @@
 """Hands newly stored webhook event ids to the broker, off the request path.
 
-The receiver calls :func:`enqueue_webhook_event` inside its transaction; the id reaches
-the per-process :class:`WebhookPublisher` on commit, which sends ids in small batches as
+The receiver calls :func:`enqueue_webhook_event` once the event is stored; the id reaches
+the per-process :class:`WebhookPublisher` when the surrounding transaction commits (at
+once, outside one), which sends ids in small batches as
 ``biginterview.process_webhook_events`` tasks.
 """
 

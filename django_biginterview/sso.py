@@ -23,7 +23,6 @@ quotas; either refusal is a ``LimitReached``. No token is handed out with less t
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import re
@@ -41,13 +40,14 @@ from django.utils import timezone
 
 from . import coordination
 from .adapter import MissingProfileData, Profile, get_adapter
-from .client import BigInterviewClient, Secret, SSOToken, UserResult, get_client
-from .conf import app_settings
+from .api_types import Secret, SSOToken, UserResult
+from .client import BigInterviewClient, get_client
+from .conf import app_settings, cleared_on_setting_change
 from .exceptions import (
     APIError,
     AuthenticationError,
+    Forbidden,
     LimitReached,
-    PermissionDenied,
     UnexpectedResponse,
 )
 from .models import Account
@@ -96,10 +96,10 @@ def sso_client() -> BigInterviewClient:
     use that share, so a click never queues behind a "sync all"; a slot further away
     than ``SSO_MAX_THROTTLE_WAIT`` raises ``LimitReached`` instead of waiting.
     """
-    max_wait = min(SSO_MAX_THROTTLE_WAIT, float(app_settings.SSO_TIME_BUDGET) / 2)
+    max_wait = min(SSO_MAX_THROTTLE_WAIT, app_settings.SSO_TIME_BUDGET / 2)
     return get_client(
-        max_retries=min(int(app_settings.MAX_RETRIES), SSO_MAX_RETRIES),
-        backoff_max=min(float(app_settings.RETRY_BACKOFF_MAX), SSO_BACKOFF_MAX),
+        max_retries=min(app_settings.MAX_RETRIES, SSO_MAX_RETRIES),
+        backoff_max=min(app_settings.RETRY_BACKOFF_MAX, SSO_BACKOFF_MAX),
         throttle=_click_throttle(
             coordination.interactive_rate(),
             app_settings.BASE_URL,
@@ -109,7 +109,7 @@ def sso_client() -> BigInterviewClient:
     )
 
 
-@functools.lru_cache(maxsize=4)
+@cleared_on_setting_change(maxsize=4)
 def _click_throttle(
     rate: float, base_url: str, redis_url: str | None, max_wait: float
 ) -> Callable[[], None]:
@@ -186,7 +186,7 @@ def build_login_url(
         params["redirect_to"] = redirect_to
     if return_url:
         params["return_url"] = return_url
-    login_path = "/" + str(app_settings.SSO_LOGIN_PATH).lstrip("/")
+    login_path = "/" + app_settings.SSO_LOGIN_PATH.lstrip("/")
     return Secret(
         f"{app_settings.BASE_URL}{login_path}?{urlencode(params, quote_via=quote, safe='')}"
     )
@@ -247,7 +247,7 @@ def cached_token(account: Account) -> SSOToken | None:
 def _min_life() -> timedelta:
     """``SSO_MIN_TOKEN_LIFE``: a token with less left is never handed to a visitor, who
     still has to follow the redirect (slow networks, a redirect chain)."""
-    return timedelta(seconds=float(app_settings.SSO_MIN_TOKEN_LIFE))
+    return timedelta(seconds=app_settings.SSO_MIN_TOKEN_LIFE)
 
 
 def _refresh_margin() -> timedelta:
@@ -283,10 +283,11 @@ def _check_life(token: SSOToken, partner_id: str) -> SSOToken:
 
 
 def _profile_for_refresh(account: Account) -> Profile:
-    """The profile sent with create-or-refresh.
+    """The profile sent with create-or-refresh: the adapter's.
 
     Big Interview ignores the profile for an existing user, so a user whose email was
-    removed after their account was created remotely can still refresh their token.
+    removed after their account was created remotely can still refresh their token: the
+    adapter's fallback names stand in for the profile it cannot give.
     """
     adapter = get_adapter()
     try:
@@ -294,11 +295,8 @@ def _profile_for_refresh(account: Account) -> Profile:
     except MissingProfileData:
         if account.remote_created_at is None:
             raise
-        user = account.user
         return Profile(
-            first_name=(getattr(user, "first_name", "") or adapter.fallback_first_name)[:100],
-            last_name=(getattr(user, "last_name", "") or adapter.fallback_last_name)[:100],
-            email="",
+            first_name=adapter.fallback_first_name, last_name=adapter.fallback_last_name, email=""
         )
 
 
@@ -391,7 +389,7 @@ def _log_refresh_failure(exc: APIError, partner_id: str, *, used_cached: bool) -
             partner_id,
             suffix,
         )
-    elif isinstance(exc, PermissionDenied):
+    elif isinstance(exc, Forbidden):
         logger.error(
             "Big Interview refused the SSO token request of %s (HTTP 403)%s.", partner_id, suffix
         )
@@ -454,7 +452,7 @@ def anonymous_quotas(visitor: AnonymousVisitor) -> list[coordination.Quota]:
     quotas = [
         coordination.Quota(
             f"{scope}:session:{visitor.id}",
-            int(app_settings.ANONYMOUS_ACCOUNTS_PER_SESSION),
+            app_settings.ANONYMOUS_ACCOUNTS_PER_SESSION,
             ANONYMOUS_ACCOUNT_LIFETIME,
         )
     ]
@@ -462,12 +460,12 @@ def anonymous_quotas(visitor: AnonymousVisitor) -> list[coordination.Quota]:
         quotas.append(
             coordination.Quota(
                 f"{scope}:key:{_digest(visitor.rate_key)}",
-                int(app_settings.ANONYMOUS_ACCOUNTS_PER_RATE_KEY),
+                app_settings.ANONYMOUS_ACCOUNTS_PER_RATE_KEY,
                 hour,
             )
         )
     quotas.append(
-        coordination.Quota(f"{scope}:all", int(app_settings.ANONYMOUS_ACCOUNTS_PER_HOUR), hour)
+        coordination.Quota(f"{scope}:all", app_settings.ANONYMOUS_ACCOUNTS_PER_HOUR, hour)
     )
     return quotas
 
@@ -496,7 +494,7 @@ def _visitor_lock(visitor: AnonymousVisitor) -> Iterator[None]:
     """
     name = f"{_anonymous_scope()}:visitor:{visitor.id}"
     holder = uuid.uuid4().hex
-    budget = float(app_settings.SSO_TIME_BUDGET)
+    budget = app_settings.SSO_TIME_BUDGET
     give_up_at = time.monotonic() + budget
     try:
         while not coordination.acquire_lock(name, holder, timedelta(seconds=2 * budget)):

@@ -1,5 +1,6 @@
 """Sync domain: mirror one account's tracks and interviews from Big Interview. Plain
-functions; "sync all" runs are in ``sync_runs.py``, Celery in ``tasks.py``.
+functions, and the rate-limited client the syncs use (``sync_client``); "sync all" runs
+are in ``sync_runs.py``, Celery in ``tasks.py``.
 
 HTTP happens before any transaction opens, so a slow Big Interview never holds a row
 lock. The write is one transaction behind ``mirror.lock_account``: two syncs of one
@@ -23,16 +24,40 @@ from django.db.models import DateTimeField, F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import client as api
+from . import api_types as api
 from . import mirror
-from .client import BigInterviewClient
-from .coordination import RateLimiter, Throttled
+from .client import BigInterviewClient, options_from_settings
+from .conf import app_settings, cleared_on_setting_change
+from .coordination import RateLimiter, Throttled, background_rate, rate_limiter
 from .exceptions import APIError, InvalidPartnerId, NotFound, describe_error
 from .models import Account
 
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["synced", "failed", "skipped"]
+
+
+def sync_client(*, max_wait: float | None = None) -> BigInterviewClient:
+    """The process-wide client for syncing: pooled connections, and every request goes
+    through the rate limiter shared by all workers (the background share of
+    ``RATE_LIMIT``: ``coordination.background_rate``). With ``max_wait``, a request
+    whose slot is further away raises ``Throttled``."""
+    return _throttled_client(
+        options_from_settings(),
+        background_rate(),
+        app_settings.REDIS_URL,
+        max_wait,
+    )
+
+
+@cleared_on_setting_change(maxsize=4)
+def _throttled_client(
+    options: tuple[tuple[str, Any], ...],
+    rate: float,
+    redis_url: str | None,
+    max_wait: float | None,
+) -> BigInterviewClient:
+    return BigInterviewClient(**dict(options), throttle=rate_limiter(max_wait=max_wait))
 
 
 @dataclass(frozen=True)

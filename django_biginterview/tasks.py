@@ -1,13 +1,16 @@
-"""Celery tasks: thin wrappers around the domain (``webhook_processing.py``, ``sync.py``,
+"""Celery tasks: wrappers around the domain (``webhook_processing.py``, ``sync.py``,
 ``sync_runs.py``).
 
-They add what Celery is for (retries, time limits, fan-out, scheduling) and nothing else.
-Task names are stable (``biginterview.*``) so ``CELERY_BEAT_SCHEDULE`` entries keep working.
+They add what Celery is for: retries, time limits, fan-out, scheduling, and handing work
+back to the broker (a sync held back by the rate limit, a group past half its time
+limit). Because the sync tasks are redelivered when their worker dies, they also count
+their deliveries (:class:`Delivery`), so an account that kills its worker every time is
+given up on. What a sync or a run does is the domain's. Task names are stable
+(``biginterview.*``) so ``CELERY_BEAT_SCHEDULE`` entries keep working.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import time
@@ -21,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from . import coordination, sso, sync, sync_runs, webhook_processing
-from .client import BigInterviewClient, _options_from_settings
+from .client import BigInterviewClient
 from .conf import app_settings
 from .exceptions import APIError, InvalidPartnerId
 from .models import Account
@@ -59,7 +62,7 @@ class SettingsTimeLimitTask(Task):
     def soft_time_limit(self) -> int | None:
         if self._soft_time_limit is not None:
             return self._soft_time_limit
-        return int(app_settings.TASK_SOFT_TIME_LIMIT)
+        return app_settings.TASK_SOFT_TIME_LIMIT
 
     @soft_time_limit.setter
     def soft_time_limit(self, value: int | None) -> None:
@@ -69,42 +72,17 @@ class SettingsTimeLimitTask(Task):
     def time_limit(self) -> int | None:
         if self._time_limit is not None:
             return self._time_limit
-        return int(app_settings.TASK_TIME_LIMIT)
+        return app_settings.TASK_TIME_LIMIT
 
     @time_limit.setter
     def time_limit(self, value: int | None) -> None:
         self._time_limit = value
 
 
-@functools.lru_cache(maxsize=4)
-def _throttled_client(
-    options: tuple[tuple[str, Any], ...],
-    rate: float,
-    redis_url: str | None,
-    max_wait: float | None,
-) -> BigInterviewClient:
-    return BigInterviewClient(
-        **dict(options), throttle=coordination.rate_limiter(max_wait=max_wait)
-    )
-
-
 #: The longest a sync task waits in a worker for its next request slot. A longer wait is
 #: handed back to the broker as a countdown (``coordination.Throttled``), so syncs held
 #: back by ``RATE_LIMIT`` never occupy the worker processes webhook processing needs.
 MAX_THROTTLE_WAIT = 0.25
-
-
-def sync_client(*, max_wait: float | None = None) -> BigInterviewClient:
-    """The process-wide client for syncing: pooled connections, and every request goes
-    through the rate limiter shared by all workers (the background share of
-    ``RATE_LIMIT``: ``coordination.background_rate``). With ``max_wait``, a request
-    whose slot is further away raises ``Throttled``."""
-    return _throttled_client(
-        _options_from_settings(),
-        coordination.background_rate(),
-        app_settings.REDIS_URL,
-        max_wait,
-    )
 
 
 def _reserve_later(client: BigInterviewClient) -> float:
@@ -125,8 +103,8 @@ def _later(wait: float) -> float:
 def sync_retry_delay(retries: int, retry_after: float | None = None) -> float:
     """Seconds before retry number ``retries + 1``: exponential backoff with full jitter,
     and never sooner than the service's ``Retry-After``."""
-    base = float(app_settings.SYNC_RETRY_BACKOFF)
-    cap = float(app_settings.SYNC_RETRY_BACKOFF_MAX)
+    base = app_settings.SYNC_RETRY_BACKOFF
+    cap = app_settings.SYNC_RETRY_BACKOFF_MAX
     delay = random.uniform(0, min(cap, base * (2**retries)))
     if retry_after is not None:
         delay = max(delay, retry_after)
@@ -171,7 +149,7 @@ class Delivery:
     @property
     def exhausted(self) -> bool:
         """The message was redelivered more than ``SYNC_MAX_DELIVERIES`` allows."""
-        return self.count > int(app_settings.SYNC_MAX_DELIVERIES)
+        return self.count > app_settings.SYNC_MAX_DELIVERIES
 
     def working_on(self, account_id: int) -> None:
         """Note the account being synced, so a give-up knows which one killed the worker."""
@@ -241,7 +219,7 @@ def sync_account(
         result = sync.record_sync_failure(account, RuntimeError(delivery.reason()))
         _record(run_id, [result])
         return result.as_dict()
-    client = sync_client(max_wait=MAX_THROTTLE_WAIT)
+    client = sync.sync_client(max_wait=MAX_THROTTLE_WAIT)
     try:
         result = sync.sync_account(account, client, reserved=slots_reserved)
     except coordination.Throttled as throttled:  # the same sync, later; not a retry
@@ -257,7 +235,7 @@ def sync_account(
         return {"account_id": account_id, "outcome": "deferred", "wait": countdown}
     except APIError as exc:  # transient: permanent errors come back as a failed result
         retries = self.request.retries
-        if retries < int(app_settings.SYNC_MAX_RETRIES):
+        if retries < app_settings.SYNC_MAX_RETRIES:
             delay = sync_retry_delay(retries, exc.retry_after)
             logger.info(
                 "Sync of %s: %s; retry %d in %.1f s", account.partner_id, exc, retries + 1, delay
@@ -267,7 +245,7 @@ def sync_account(
             raise self.retry(
                 exc=exc,
                 countdown=delay,
-                max_retries=int(app_settings.SYNC_MAX_RETRIES),
+                max_retries=app_settings.SYNC_MAX_RETRIES,
                 kwargs={"slots_reserved": False},  # the retry takes slots of its own
             ) from None
         result = sync.record_sync_failure(account, exc)
@@ -339,7 +317,7 @@ def _settle_member(
             raise fetched
         return sync.apply_snapshot(account, fetched)
     except APIError as exc:  # transient: permanent errors come back as a failed result
-        if int(app_settings.SYNC_MAX_RETRIES) > 0:
+        if app_settings.SYNC_MAX_RETRIES > 0:
             delay = sync_retry_delay(0, exc.retry_after)
             try:
                 # This attempt was the first: the retrying task has one retry fewer.
@@ -395,7 +373,7 @@ def sync_accounts(self: Task, run_id: int, accounts: list[list[Any]]) -> int:
     done; past ``SYNC_MAX_DELIVERIES`` it gives up on the account it was syncing when
     the worker died.
     """
-    deadline = time.monotonic() + float(app_settings.TASK_SOFT_TIME_LIMIT) / 2
+    deadline = time.monotonic() + app_settings.TASK_SOFT_TIME_LIMIT / 2
     pending = [(int(pk), str(partner_id)) for pk, partner_id in accounts]
     delivery = Delivery(self)
     if delivery.redelivered:
@@ -408,7 +386,7 @@ def sync_accounts(self: Task, run_id: int, accounts: list[list[Any]]) -> int:
     results: list[sync.SyncResult] = []
     synced = 0
     try:
-        client = sync_client(max_wait=MAX_THROTTLE_WAIT)
+        client = sync.sync_client(max_wait=MAX_THROTTLE_WAIT)
         settled = 0
         while pending:
             # All at once (their waiting overlaps); one at a time when a worker died
@@ -466,7 +444,7 @@ def sync_all_accounts() -> int | None:
     dispatched = 0
     try:
         skipped = sync_runs.count_skipped_accounts()
-        for ids in sync_runs.iter_account_id_chunks(int(app_settings.SYNC_CHUNK_SIZE)):
+        for ids in sync_runs.iter_account_id_chunks(app_settings.SYNC_CHUNK_SIZE):
             sync_account_batch.apply_async(args=(run.pk, ids))
             dispatched += len(ids)
             sync_runs.keep_alive(run.pk)

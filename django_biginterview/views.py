@@ -28,16 +28,17 @@ from rest_framework.views import APIView
 from . import publisher, sso, webhooks
 from .adapter import MissingProfileData, get_adapter
 from .api.schema import webhook_schema
-from .client import BigInterviewClient, SSOToken
+from .api_types import SSOToken
+from .client import BigInterviewClient
 from .conf import app_settings
 from .exceptions import (
     APIError,
+    AttributesRefused,
     AuthenticationError,
+    Forbidden,
     LimitReached,
-    PermissionDenied,
     WebhookValidationError,
 )
-from .exceptions import ValidationError as ProfileRefused
 
 # --- SSO (practice) ------------------------------------------------------------------
 
@@ -117,7 +118,7 @@ def practice(request: HttpRequest) -> HttpResponse:
     redirect_to = sso.clean_redirect_to(request.GET.get("redirect_to"))
     client = sso.sso_client()
     try:
-        with client.deadline(float(app_settings.SSO_TIME_BUDGET)):
+        with client.deadline(app_settings.SSO_TIME_BUDGET):
             if anonymous:
                 token = _anonymous_token(request, client)
             else:
@@ -127,7 +128,7 @@ def practice(request: HttpRequest) -> HttpResponse:
         return render(
             request, "biginterview/missing_profile.html", {"missing": exc.missing}, status=409
         )
-    except ProfileRefused as exc:
+    except AttributesRefused as exc:
         sso_logger.warning("Big Interview refused the profile: %s", exc.field_errors or exc)
         return render(
             request,
@@ -178,7 +179,7 @@ def _unavailable(request: HttpRequest, exc: APIError) -> HttpResponse:
             "BIGINTERVIEW['API_KEY'] is fixed.",
             exc.status,
         )
-    elif isinstance(exc, PermissionDenied):
+    elif isinstance(exc, Forbidden):
         sso_logger.error(
             "Big Interview refused the request (HTTP 403). For anonymous visitors, Big "
             "Interview must enable anonymous users for the organisation (or turn "
@@ -294,11 +295,12 @@ class WebhookView(APIView):
 
     Nothing else happens in the request: processing runs in a Celery task enqueued on
     commit with the event's primary key, so a slow mirror never times out the sender
-    (it retries after 30 s). Exempt from CSRF (DRF's ``as_view``), from
-    ``LoginRequiredMiddleware`` and from ``ATOMIC_REQUESTS`` (the 200 must mean the row is
-    committed, and the enqueue must see it). DRF's parsers and authentication are not
-    used: the raw body is size-checked and validated by ``webhooks.parse_delivery``, and
-    the key is checked by ``webhooks.authenticate`` (constant time, several keys).
+    (which waits 30 s for the 200, then re-sends 10 minutes later). Exempt from CSRF
+    (DRF's ``as_view``), from ``LoginRequiredMiddleware`` and from ``ATOMIC_REQUESTS`` (the
+    200 must mean the row is committed, and the enqueue must see it). DRF's parsers and
+    authentication are not used: the raw body is size-checked and validated by
+    ``webhooks.parse_delivery``, and the key is checked by ``webhooks.authenticate``
+    (constant time, several keys).
 
     Status codes: 200 stored or already stored; 400 malformed; 401 missing or wrong key;
     405 not POST; 411 a chunked body the server cannot read; 413 too large; 415 not JSON;
@@ -337,7 +339,7 @@ class WebhookView(APIView):
         try:
             webhooks.authenticate(http_request.META.get("HTTP_AUTHORIZATION"))
             _check_content_type(http_request)
-            body = _read_body(http_request, int(app_settings.WEBHOOK_MAX_BODY_SIZE))
+            body = _read_body(http_request, app_settings.WEBHOOK_MAX_BODY_SIZE)
             delivery = webhooks.parse_delivery(body)
             stored = webhooks.store_delivery(delivery)
         except WebhookValidationError as exc:

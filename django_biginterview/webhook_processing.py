@@ -29,10 +29,10 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from . import client as api
+from . import api_types as api
 from . import coordination, mirror
 from .conf import MIN_WEBHOOK_RETENTION, SETTINGS_NAME, app_settings
 from .exceptions import describe_error
@@ -160,7 +160,7 @@ def retry_delay(attempts: int) -> timedelta:
 def _next_attempt_at(attempts: int) -> datetime | None:
     """When the sweeper retries an event that failed its ``attempts``-th attempt; ``None``
     once ``WEBHOOK_MAX_ATTEMPTS`` are spent (it stays failed for a person)."""
-    if attempts >= int(app_settings.WEBHOOK_MAX_ATTEMPTS):
+    if attempts >= app_settings.WEBHOOK_MAX_ATTEMPTS:
         return None
     return timezone.now() + retry_delay(attempts)
 
@@ -204,7 +204,7 @@ def _start_attempt(event_id: int, *, force: bool) -> ProcessOutcome | int:
             return ProcessOutcome(event_id, "missing", "no such event")
         if not force and event.status in (Status.PROCESSED, Status.IGNORED):
             return ProcessOutcome(event_id, "skipped", f"already {event.status}")
-        if not force and event.attempts >= int(app_settings.WEBHOOK_MAX_ATTEMPTS):
+        if not force and event.attempts >= app_settings.WEBHOOK_MAX_ATTEMPTS:
             if event.status != Status.PENDING:  # failed for good already, with its error
                 WebhookEvent.objects.filter(pk=event_id).update(next_attempt_at=None)
                 return ProcessOutcome(event_id, Status.FAILED, "no attempts left")
@@ -432,25 +432,15 @@ def replay_events(events: QuerySet[WebhookEvent] | Iterable[int]) -> ReplaySumma
     return summary
 
 
-#: The rows the sweeper can ever pick: ``pending``, and ``failed`` with a retry planned
-#: (an exhausted event has no ``next_attempt_at``). A partial index covers exactly these,
-#: so a sweep with nothing due reads a handful of index entries, not the table.
-SWEEPABLE = Q(status=Status.PENDING) | Q(status=Status.FAILED, next_attempt_at__isnull=False)
-
-
 def due_events(now: datetime | None = None) -> QuerySet[WebhookEvent]:
-    """Events the sweeper should (re)enqueue.
-
-    ``pending`` longer than ``WEBHOOK_STUCK_AFTER`` (the task was never sent, e.g. the
-    broker was down, or got lost), and ``failed`` ones whose backoff has passed and that
-    have attempts left (``WEBHOOK_MAX_ATTEMPTS``). Past that they stay ``failed`` for a
-    person to look at.
-    """
-    now = now or timezone.now()
-    not_before = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    stuck = Q(status=Status.PENDING, received_at__lte=now - app_settings.WEBHOOK_STUCK_AFTER)
-    retry = Q(status=Status.FAILED, attempts__lt=int(app_settings.WEBHOOK_MAX_ATTEMPTS))
-    return WebhookEvent.objects.filter(SWEEPABLE).filter((stuck | retry) & not_before)
+    """Events the sweeper should (re)enqueue now (``WebhookEvent.objects.due``), by the
+    settings: ``pending`` longer than ``WEBHOOK_STUCK_AFTER``, and ``failed`` ones whose
+    backoff has passed and that have attempts left (``WEBHOOK_MAX_ATTEMPTS``)."""
+    return WebhookEvent.objects.due(
+        now or timezone.now(),
+        stuck_after=app_settings.WEBHOOK_STUCK_AFTER,
+        max_attempts=app_settings.WEBHOOK_MAX_ATTEMPTS,
+    )
 
 
 def claim_due_events(now: datetime | None = None, limit: int = SWEEP_CLAIM) -> list[int]:
@@ -515,13 +505,8 @@ def purge_events(retention: timedelta | None = None, now: datetime | None = None
                 f"{MIN_WEBHOOK_RETENTION} so retried notifications are still recognised."
             )
     now = now or timezone.now()
-    old = WebhookEvent.objects.filter(
-        Q(status__in=[Status.PROCESSED, Status.IGNORED], received_at__lt=now - retention)
-        | Q(
-            status=Status.FAILED,
-            next_attempt_at__isnull=True,
-            received_at__lt=now - failed_retention,
-        )
+    old = WebhookEvent.objects.purgeable(
+        done_before=now - retention, failed_before=now - failed_retention
     )
     deleted = 0
     while batch := list(old.values_list("pk", flat=True)[:1000]):

@@ -30,7 +30,7 @@ from django.db import DataError, IntegrityError, connections, router, transactio
 from django.db.models import Field
 from django.utils import timezone
 
-from . import client as api
+from . import api_types as api
 from .conf import SETTINGS_NAME, app_settings
 from .exceptions import JSONTooDeep, UnexpectedResponse, WebhookValidationError
 from .models import WebhookEvent
@@ -234,38 +234,74 @@ def _column(name: str) -> str:
     return field.column
 
 
+def _new_event(delivery: Delivery, received_at: datetime) -> WebhookEvent:
+    """The event a delivery becomes, unsaved: the model fills in every other field."""
+    return WebhookEvent(
+        remote_id=delivery.remote_id,
+        event_name=delivery.event_name,
+        partner_id=delivery.partner_id,
+        api_type=delivery.api_type,
+        api_id=delivery.api_id,
+        payload=delivery.payload,
+        received_at=received_at,
+    )
+
+
 @functools.cache
-def _postgresql_insert_sql(alias: str) -> str:
+def _postgresql_insert_sql(alias: str) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """The ``INSERT`` storing one event on PostgreSQL, and the fields whose values its
+    parameters are, in order.
+
+    The columns are the model's: every concrete field but the generated key (and any
+    generated column), so a field added to ``WebhookEvent`` is written here too, with the
+    value an unsaved instance gets (its default), or with ``DEFAULT`` when the field
+    only has a ``db_default``.
+    """
+    meta = WebhookEvent._meta
     quote = connections[alias].ops.quote_name
-    names = ", ".join(
-        quote(_column(name))
-        for name in (
-            "remote_id", "event_name", "partner_id", "api_type", "api_id", "payload",
-            "status", "reason", "attempts", "last_error", "next_attempt_at", "received_at",
-            "processed_at",
-        )
-    )  # fmt: skip
-    return (
-        f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({names}) "  # noqa: S608 - model identifiers
-        "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, '', 0, '', NULL, %s, NULL) "
+    columns: list[str] = []
+    values: list[str] = []
+    fields: list[Field[Any, Any]] = []
+    for model_field in meta.concrete_fields:
+        if model_field.generated or model_field is meta.auto_field:
+            continue
+        columns.append(quote(_column(model_field.name)))
+        if model_field.has_db_default() and not model_field.has_default():
+            values.append("DEFAULT")
+            continue
+        # The payload is passed as the delivery's JSON text (see _postgresql_insert).
+        values.append("%s::jsonb" if model_field.name == "payload" else "%s")
+        fields.append(model_field)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 - model identifiers
+        f"VALUES ({', '.join(values)}) "
         f"ON CONFLICT ({quote(_column('remote_id'))}) DO NOTHING "
         f"RETURNING {quote(_column('id'))}"
     )
+    return sql, tuple(fields)
+
+
+def _postgresql_insert(
+    alias: str, delivery: Delivery, received_at: datetime
+) -> tuple[str, list[Any]]:
+    """The statement and parameters storing ``delivery``: each field's value as a save
+    would prepare it, but the payload: the body's text (NULs removed), parsed by
+    PostgreSQL's ``::jsonb`` cast rather than serialised again by Python."""
+    sql, fields = _postgresql_insert_sql(alias)
+    connection = connections[alias]
+    event = _new_event(delivery, received_at)
+    params = [
+        delivery.text
+        if model_field.name == "payload"
+        else model_field.get_db_prep_save(model_field.pre_save(event, add=True), connection)
+        for model_field in fields
+    ]
+    return sql, params
 
 
 def _insert_postgresql(alias: str, delivery: Delivery, received_at: datetime) -> int | None:
     """One statement, safe under any concurrency: ``None`` if the id was already stored."""
-    sql = _postgresql_insert_sql(alias)
-    params = (
-        delivery.remote_id,
-        delivery.event_name,
-        delivery.partner_id,
-        delivery.api_type,
-        delivery.api_id,
-        delivery.text,  # stored verbatim: the full payload, as Big Interview sent it
-        Status.PENDING,
-        received_at,
-    )
+    sql, params = _postgresql_insert(alias, delivery, received_at)
     with connections[alias].cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -276,15 +312,8 @@ def _insert_portable(alias: str, delivery: Delivery, received_at: datetime) -> t
     """Any other database: insert, and answer a unique violation with the existing row."""
     try:
         with transaction.atomic(using=alias):
-            event = WebhookEvent.objects.using(alias).create(
-                remote_id=delivery.remote_id,
-                event_name=delivery.event_name,
-                partner_id=delivery.partner_id,
-                api_type=delivery.api_type,
-                api_id=delivery.api_id,
-                payload=delivery.payload,
-                received_at=received_at,
-            )
+            event = _new_event(delivery, received_at)
+            event.save(using=alias, force_insert=True)
     except IntegrityError:
         existing = (
             WebhookEvent.objects.using(alias)
@@ -332,16 +361,8 @@ def store_delivery(delivery: Delivery) -> StoredDelivery:
         ) from None
 
     if created and webhook_received.has_listeners(WebhookEvent):
-        event = WebhookEvent(
-            pk=event_id,
-            remote_id=delivery.remote_id,
-            event_name=delivery.event_name,
-            partner_id=delivery.partner_id,
-            api_type=delivery.api_type,
-            api_id=delivery.api_id,
-            payload=delivery.payload,
-            received_at=received_at,
-        )
+        event = _new_event(delivery, received_at)
+        event.pk = event_id
         event._state.adding = False
         event._state.db = alias
         transaction.on_commit(

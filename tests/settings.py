@@ -86,7 +86,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "inter
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 BIGINTERVIEW = {
-    "BASE_URL": "https://acme.biginterview.com",
+    # ``.invalid`` never resolves (RFC 2606): a test that forgets the sandbox fails at once
+    # instead of reaching for a real organisation's host.
+    "BASE_URL": "https://acme.biginterview.invalid",
     "API_KEY": "935d85189822bf96c28c4fa79d3d8f31",
     "WEBHOOK_KEYS": ["webhook-key-current-0000000000000", "webhook-key-previous-000000000000"],
     "REDIS_URL": REDIS_URL,

@@ -23,6 +23,7 @@ from django_biginterview.testing.factories import (
     UserFactory,
     WebhookEventFactory,
 )
+from tests.support.messages import record_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -134,27 +135,17 @@ def test_recent_interviews_inline_is_capped(admin) -> None:
 
 
 def test_sync_now_action_enqueues_the_sync_task(
-    admin, monkeypatch, django_capture_on_commit_callbacks, redis_url
+    admin, monkeypatch, django_capture_on_commit_callbacks, clean_redis
 ) -> None:
-    from tests.sync_support import fresh_coordination_state
-
-    state = fresh_coordination_state()
-    next(state)
-    sent: list[tuple] = []
-    monkeypatch.setattr(
-        tasks.sync_account, "apply_async", lambda args, **kw: sent.append(tuple(args))
-    )
+    sent = record_messages(monkeypatch, tasks.sync_account)
     accounts = AccountFactory.create_batch(2)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = admin.post(
-                ACCOUNTS,
-                {"action": "sync_now", "_selected_action": [a.pk for a in accounts]},
-                follow=True,
-            )
-    finally:
-        next(state, None)
-    assert sorted(sent) == sorted((a.pk,) for a in accounts)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(
+            ACCOUNTS,
+            {"action": "sync_now", "_selected_action": [a.pk for a in accounts]},
+            follow=True,
+        )
+    assert sorted(sent.args) == sorted((a.pk,) for a in accounts)
     assert "Sync of 2 accounts scheduled." in response.content.decode()
 
 

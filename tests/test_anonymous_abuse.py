@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import include, path
 from django.utils import timezone
 
-from django_biginterview import coordination, sso, sync_runs, tasks
+from django_biginterview import coordination, sso, sync, sync_runs, tasks
 from django_biginterview.adapter import DefaultAdapter
 from django_biginterview.client import get_client
 from django_biginterview.models import Account, Interview, Track
@@ -31,9 +31,10 @@ from django_biginterview.testing.factories import (
     UserFactory,
 )
 from django_biginterview.views import ANONYMOUS_ACCOUNT_SESSION_KEY, PRACTICE_OFFERED_SESSION_KEY
-from tests.anonymous_support import offered, use_own_store
+from tests.support.app_settings import set_app_settings
+from tests.support.redis import use_own_store
+from tests.support.web import PRACTICE, offered
 
-PRACTICE = "/biginterview/practice/"
 LOGIN = "/accounts/login/"
 
 
@@ -60,10 +61,6 @@ class AddressAdapter(DefaultAdapter):
 
     def anonymous_rate_key(self, request: HttpRequest) -> str | None:
         return request.META["REMOTE_ADDR"]
-
-
-def set_app_settings(settings, **values) -> None:
-    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, **values}
 
 
 def anonymous_calls(sandbox) -> list:
@@ -279,10 +276,9 @@ def test_the_two_shares_add_up_to_rate_limit(settings):
     assert coordination.background_rate() == 6
     assert coordination.interactive_rate_limiter(max_wait=1).rate == 2
     assert coordination.rate_limiter().rate == 6
-    tasks._throttled_client.cache_clear()
-    assert tasks.sync_client().throttle.rate == 6
+    assert sync.sync_client().throttle.rate == 6
     set_app_settings(settings, INTERACTIVE_RATE_SHARE=0.5)
-    assert tasks.sync_client().throttle.rate == 4  # the cached client follows the setting
+    assert sync.sync_client().throttle.rate == 4  # the cached client follows the setting
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from django_biginterview.testing.factories import (
     TrackStepFactory,
     UserFactory,
 )
+from tests.support.web import logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -34,12 +35,6 @@ def account():
     TrackStepFactory(track=mastery, step=1, completed=True)
     TrackStepFactory(track=mastery, step=2, link="/members/curriculum?chapter=6")
     return account
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def with_view_permissions(user, *models: str):

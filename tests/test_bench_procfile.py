@@ -1,5 +1,6 @@
-"""The benches and the fault drills run the Procfile's lines through one parser
-(``bench/procfile.py``), in an environment the developer's shell cannot change."""
+"""The benches and the fault drills run the Procfile's lines through one parser and one
+process runner (``bench/procfile.py``), in an environment the developer's shell cannot
+change."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 
 import bench.procfile
-import tests.drills.procfile
+import tests.support.procfile
 
 
-def test_the_drills_use_the_benches_procfile_parser() -> None:
-    for name in ("EXAMPLE", "PROCFILE", "procfile_command", "procfile_lines"):
-        assert getattr(tests.drills.procfile, name) is getattr(bench.procfile, name)
+def test_the_drills_use_the_benches_procfile_parser_and_runner() -> None:
+    for name in ("EXAMPLE", "PROCFILE", "procfile_command", "procfile_lines", "free_port"):
+        assert getattr(tests.support.procfile, name) is getattr(bench.procfile, name)
+    assert issubclass(tests.support.procfile.ProcfileProcess, bench.procfile.ProcfileProcess)
 
 
 def test_the_benches_worker_is_the_procfiles_worker_line() -> None:

@@ -17,13 +17,15 @@ from django.core.checks import ERROR, WARNING, CheckMessage
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from django_biginterview import checks
+from django_biginterview import checks, conf
+from django_biginterview.adapter import DefaultAdapter
 from django_biginterview.checks import (
     check_api_key,
     check_base_url,
     check_durations,
     check_importables,
     check_numbers,
+    check_partner_id_decision,
     check_schema_access,
     check_settings,
     check_settings_deploy,
@@ -349,7 +351,8 @@ def test_every_message_has_a_stable_id_and_a_hint(settings: Any) -> None:
 
 
 def test_every_id_in_the_code_is_documented_and_pairs_share_a_meaning() -> None:
-    source = Path(checks.__file__).read_text()
+    # The declarations in conf.py name the ids of the values they refuse.
+    source = Path(checks.__file__).read_text() + Path(conf.__file__).read_text()
     used = set(re.findall(r'"biginterview\.([EW]\d{3})"', source))
     documented = set(re.findall(r"\b([EW]\d{3})\b", checks.__doc__ or ""))
     assert used == documented
@@ -405,6 +408,36 @@ def test_check_command_deploy_fails_on_plain_http(configure: Any, settings: Any)
     assert "biginterview.W007" in run_check()
     with pytest.raises(SystemCheckError, match=r"biginterview\.E007"):
         run_check(deploy=True)
+
+
+# -- PARTNER_ID_FUNCTION beside an adapter that decides itself (W015) ------------------------
+
+
+class OwnPartnerIdAdapter(DefaultAdapter):
+    def partner_id_for_user(self, user: Any) -> str:
+        return "own"
+
+
+class OwnProfileAdapter(DefaultAdapter):
+    fallback_last_name = "?"
+
+
+@pytest.mark.parametrize(
+    ("adapter", "function", "expected"),
+    [
+        ("tests.test_checks.OwnPartnerIdAdapter", "django.utils.text.slugify", ["W015"]),
+        ("tests.test_checks.OwnPartnerIdAdapter", None, []),
+        ("tests.test_checks.OwnProfileAdapter", "django.utils.text.slugify", []),
+        ("django_biginterview.adapter.DefaultAdapter", "django.utils.text.slugify", []),
+    ],
+)
+def test_a_partner_id_function_the_adapter_ignores_is_a_warning(
+    configure: Any, adapter: str, function: str | None, expected: list[str]
+) -> None:
+    configure(ADAPTER=adapter, PARTNER_ID_FUNCTION=function)
+    messages = check_partner_id_decision()
+    assert [m.id.removeprefix("biginterview.") for m in messages if m.id] == expected
+    assert all(m.level == WARNING and "PARTNER_ID_FUNCTION" in m.msg for m in messages)
 
 
 # -- API_SCHEMA_ACCESS (E014) ---------------------------------------------------------------

@@ -40,17 +40,17 @@ from django_biginterview.client import (
 )
 from django_biginterview.exceptions import (
     APIError,
+    AttributesRefused,
     AuthenticationError,
+    Forbidden,
     InvalidPartnerId,
     JSONTooDeep,
     MissingSetting,
     NotFound,
-    PermissionDenied,
     RateLimited,
     ServerError,
     TransportError,
     UnexpectedResponse,
-    ValidationError,
 )
 
 API_KEY = "935d85189822bf96c28c4fa79d3d8f31"
@@ -369,7 +369,7 @@ def test_create_or_refresh_user_422_gives_field_errors_and_is_not_retried(
         VALIDATION_BODY, status=422
     )
 
-    with pytest.raises(ValidationError) as excinfo:
+    with pytest.raises(AttributesRefused) as excinfo:
         client.create_or_refresh_user("abc123", first_name="", last_name="B", email="nope")
 
     error = excinfo.value
@@ -564,10 +564,10 @@ def test_the_longest_valid_partner_id_is_accepted(
     [
         (400, APIError),
         (401, AuthenticationError),
-        (403, PermissionDenied),
+        (403, Forbidden),
         (404, NotFound),
         (409, APIError),
-        (422, ValidationError),
+        (422, AttributesRefused),
         (429, RateLimited),
         (500, ServerError),
         (502, ServerError),
@@ -750,7 +750,7 @@ def test_a_nul_in_an_error_body_is_removed_too(
 ) -> None:
     body = {"error": {"type": "validation\u0000error", "message": {"email": ["is\u0000 bad"]}}}
     api.expect_request(USER_PATH).respond_with_json(body, status=422)
-    with pytest.raises(ValidationError) as excinfo:
+    with pytest.raises(AttributesRefused) as excinfo:
         make_client().create_or_refresh_user("abc123", first_name="A", last_name="B", email="e")
     assert excinfo.value.error_type == "validationerror"
     assert excinfo.value.field_errors == {"email": ["is bad"]}
@@ -1360,3 +1360,15 @@ def test_the_client_reads_the_sandbox_as_the_contract_says(biginterview_sandbox:
         BigInterviewClient(base_url=biginterview_sandbox.url, api_key="wrong-key").list_tracks(
             "abc123"
         )
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("PermissionDenied", Forbidden), ("ValidationError", AttributesRefused)]
+)
+def test_the_old_exception_names_still_import_with_a_deprecation_warning(old, new):
+    from django_biginterview import exceptions
+
+    with pytest.warns(DeprecationWarning, match=new.__name__):
+        assert getattr(exceptions, old) is new
+    with pytest.raises(AttributeError):
+        exceptions.NoSuchError  # noqa: B018

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from django_biginterview.adapter import DefaultAdapter
+from django_biginterview import conf, settings_reference
+from django_biginterview.adapter import DefaultAdapter, get_adapter
 from django_biginterview.conf import DEFAULTS, app_settings
 from django_biginterview.exceptions import InvalidSetting, MissingSetting
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class CustomAdapter(DefaultAdapter):
@@ -19,11 +24,11 @@ class CustomAdapter(DefaultAdapter):
 
 
 def test_override_settings_takes_effect_immediately() -> None:
-    assert app_settings.BASE_URL == "https://acme.biginterview.com"
+    assert app_settings.BASE_URL == "https://acme.biginterview.invalid"  # tests/settings.py
     with override_settings(BIGINTERVIEW={"BASE_URL": "https://other.biginterview.com"}):
         assert app_settings.BASE_URL == "https://other.biginterview.com"
         assert DEFAULTS["READ_TIMEOUT"] == app_settings.READ_TIMEOUT
-    assert app_settings.BASE_URL == "https://acme.biginterview.com"
+    assert app_settings.BASE_URL == "https://acme.biginterview.invalid"
     assert app_settings.MAX_RETRIES == 2  # tests/settings.py, not the default
 
 
@@ -126,6 +131,110 @@ def test_biginterview_that_is_not_a_dict_is_refused_clearly(settings: Any) -> No
 
 
 def test_adapter_is_the_configured_class_read_at_use_time(settings: Any) -> None:
-    assert type(app_settings.adapter()) is DefaultAdapter
+    assert type(get_adapter()) is DefaultAdapter
     settings.BIGINTERVIEW = {"ADAPTER": f"{__name__}.CustomAdapter"}
-    assert type(app_settings.adapter()) is CustomAdapter
+    assert type(get_adapter()) is CustomAdapter
+
+
+def test_every_key_reads_as_its_declared_type(settings: Any) -> None:
+    del settings.BIGINTERVIEW
+    kinds = {
+        conf.Number: float,
+        conf.Count: int,
+        conf.Duration: timedelta,
+        conf.Flag: bool,
+        conf.KeyList: list,
+        conf.Text: str,
+        conf.Choice: str,
+        conf.ImportPath: str,
+    }
+    for declaration in conf.declarations():
+        if declaration.required:
+            continue
+        value = getattr(app_settings, declaration.name)
+        expected = kinds.get(type(declaration))
+        if expected is None:  # the optional kinds
+            assert value is None or isinstance(value, str), declaration.name
+        else:
+            assert type(value) is expected, declaration.name
+
+
+def test_a_whole_number_given_as_a_float_reads_as_an_int(settings: Any) -> None:
+    settings.BIGINTERVIEW = {"WEBHOOK_MAX_ATTEMPTS": 4.0, "CONNECT_TIMEOUT": 2}
+    assert app_settings.WEBHOOK_MAX_ATTEMPTS == 4
+    assert type(app_settings.WEBHOOK_MAX_ATTEMPTS) is int
+    assert type(app_settings.CONNECT_TIMEOUT) is float
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "requirement"),
+    [
+        ("WEBHOOK_MAX_ATTEMPTS", 2.5, "a whole number, above 0"),
+        ("WEBHOOK_MAX_BODY_SIZE", "256k", "a whole number (bytes), above 0"),
+        ("READ_TIMEOUT", 0, "a number (seconds), above 0"),
+        ("INTERACTIVE_RATE_SHARE", 1, "a number, above 0 and below 1"),
+        ("RATE_LIMIT", -1, "a number (per second), zero or more"),
+        ("ANONYMOUS_USERS", "yes", "True or False"),
+        ("API_SCHEMA_ACCESS", "everyone", "one of 'authenticated', 'staff', 'public'"),
+    ],
+)
+def test_a_refused_value_says_what_the_key_must_be(
+    settings: Any, name: str, value: Any, requirement: str
+) -> None:
+    settings.BIGINTERVIEW = {name: value}
+    with pytest.raises(InvalidSetting) as excinfo:
+        getattr(app_settings, name)
+    assert f"BIGINTERVIEW['{name}'] must be {requirement}" in str(excinfo.value)
+
+
+def test_the_committed_settings_reference_is_what_the_declarations_render() -> None:
+    committed = (REPO / "docs" / "settings.md").read_text()
+    assert committed == settings_reference.render(), (
+        "docs/settings.md is stale: python -m django_biginterview.settings_reference "
+        "> docs/settings.md"
+    )
+
+
+def test_the_readme_table_agrees_with_the_declarations() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Configuration (`settings.BIGINTERVIEW`)", 1)[1]
+    rows = re.findall(r"^\| `([A-Z_]+)` \| (.+?) \| (.+?) \|$", section.split("###", 1)[0], re.M)
+    assert {name for name, _, _ in rows} >= {"BASE_URL", "API_KEY", "WEBHOOK_KEYS"}
+    for name, default, meaning in rows:
+        declaration = conf.declared(name)
+        assert (default, meaning) == (declaration.default_text, declaration.doc), name
+    assert "docs/settings.md" in section
+
+
+def test_caches_built_from_settings_are_rebuilt_when_the_settings_change(settings: Any) -> None:
+    built: list[str] = []
+
+    @conf.cleared_on_setting_change()
+    def client_for(url: str) -> str:
+        built.append(url)
+        return url
+
+    client_for("a")
+    client_for("a")
+    assert built == ["a"]
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "READ_TIMEOUT": 1}
+    client_for("a")
+    assert built == ["a", "a"]
+    with override_settings(SECRET_KEY="unrelated"):
+        client_for("a")
+    assert built == ["a", "a"]
+
+
+def test_the_client_the_sync_client_and_redis_follow_a_settings_change(
+    settings: Any, redis_url: str
+) -> None:
+    from django_biginterview import client, coordination, sync
+
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "REDIS_URL": redis_url}
+    before = (client.get_client(), sync.sync_client(), coordination.redis_client())
+    assert before == (client.get_client(), sync.sync_client(), coordination.redis_client())
+
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "READ_TIMEOUT": 2.5}
+    after = (client.get_client(), sync.sync_client(), coordination.redis_client())
+    assert all(new is not old for new, old in zip(after, before, strict=True))
+    assert after[0].timeout[1] == after[1].timeout[1] == 2.5

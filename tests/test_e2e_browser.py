@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, require_service
+from tests.support.paths import ROOT
+from tests.support.procfile import free_port
+from tests.support.services import require_service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -40,12 +41,6 @@ CHROMIUM_ARGS = [
 ]
 DEMO_USER = ("demo", "demo-password-1")
 ADMIN_USER = ("admin", "admin-password-1")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

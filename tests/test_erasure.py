@@ -39,8 +39,8 @@ from django_biginterview.testing.factories import (
     SyncRunFactory,
     UserFactory,
 )
-from tests.sync_support import sandbox_client
-from tests.test_webhook_support import body_of
+from tests.support.sandbox import sandbox_client
+from tests.support.webhooks import body_of
 
 pytestmark = pytest.mark.django_db
 
@@ -118,6 +118,12 @@ def stored_text() -> str:
     return "\n".join(["\n".join(map(str, row)) for row in events] + [str(text) for text in runs])
 
 
+#: The rows ``make_person`` leaves a person.
+PERSON_ROWS = {"accounts": 1, "tracks": 2, "track_steps": 3, "interviews": 1}
+#: Erasing them: those rows, the old processed event deleted, the other three anonymised.
+PERSON_ERASED = {**PERSON_ROWS, "events_deleted": 1, "events_anonymised": 3}
+
+
 def rows_of(account: Account) -> dict[str, int]:
     return {
         "accounts": Account.objects.filter(pk=account.pk).count(),
@@ -160,12 +166,7 @@ def assert_erased(person: Person) -> None:
 
 
 def assert_untouched(person: Person) -> None:
-    assert rows_of(person.account) == {
-        "accounts": 1,
-        "tracks": 2,
-        "track_steps": 3,
-        "interviews": 1,
-    }
+    assert rows_of(person.account) == PERSON_ROWS
     assert WebhookEvent.objects.filter(partner_id=person.partner_id).count() == 4
     assert person.title in stored_text()
 
@@ -176,12 +177,7 @@ def assert_untouched(person: Person) -> None:
 def test_deleting_a_user_deletes_their_rows_and_scrubs_their_events(
     alice: Person, bob: Person
 ) -> None:
-    assert rows_of(alice.account) == {
-        "accounts": 1,
-        "tracks": 2,
-        "track_steps": 3,
-        "interviews": 1,
-    }
+    assert rows_of(alice.account) == PERSON_ROWS
     old, recent, failed, pending = alice.notification_ids
 
     get_user_model().objects.filter(username="alice").delete()  # as the admin's bulk delete
@@ -260,15 +256,7 @@ def test_erase_partner_id_of_an_anonymous_account(
 
     report = erase_partner_id(visitor)
 
-    assert report == ErasureReport(
-        visitor,
-        accounts=1,
-        tracks=2,
-        track_steps=3,
-        interviews=1,
-        events_deleted=1,
-        events_anonymised=3,
-    )
+    assert report == ErasureReport(visitor, **PERSON_ERASED)
     assert_erased(anonymous)
     assert_untouched(bob)
 
@@ -294,16 +282,7 @@ def test_dry_run_counts_and_changes_nothing(alice: Person) -> None:
     planned = erase_user(alice.account.user, dry_run=True)
 
     assert database_state() == before
-    assert planned == ErasureReport(
-        alice.partner_id,
-        accounts=1,
-        tracks=2,
-        track_steps=3,
-        interviews=1,
-        events_deleted=1,
-        events_anonymised=3,
-        dry_run=True,
-    )
+    assert planned == ErasureReport(alice.partner_id, **PERSON_ERASED, dry_run=True)
     assert str(planned) == (
         "would delete 1 account, 2 tracks, 3 track steps, 1 interview, 1 webhook event; "
         "anonymise 3 webhook events; redact 0 sync failure entries"

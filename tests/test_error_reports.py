@@ -27,14 +27,12 @@ from django.views.debug import ExceptionReporter
 
 from django_biginterview.models import Account
 from django_biginterview.testing.factories import UserFactory
-from tests.anonymous_support import offered, use_own_store
+from tests.support.app_settings import set_app_settings
+from tests.support.redis import use_own_store
+from tests.support.signals import connected
+from tests.support.web import PRACTICE, offered
 
-PRACTICE = "/biginterview/practice/"
 DEBUG_MODES = pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
-
-
-def set_app_settings(settings, **values) -> None:
-    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, **values}
 
 
 @pytest.fixture
@@ -166,11 +164,8 @@ def test_a_failure_while_loading_the_account(user_client, biginterview_sandbox, 
         if instance.sso_token:
             raise RuntimeError("forced failure")
 
-    post_init.connect(fail_on_load, sender=Account, dispatch_uid="fail_on_load")
-    try:
+    with connected(post_init, fail_on_load, sender=Account):
         response = user_client.get(PRACTICE)
-    finally:
-        post_init.disconnect(sender=Account, dispatch_uid="fail_on_load")
 
     text = report(response, settings, debug=False)
     assert "forced failure" in text and "from_db" in text

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.drills.procfile import procfile_command, procfile_lines
-from tests.test_webhook_support import EXAMPLE_BODY, EXAMPLE_HEADERS, EXAMPLE_KEY
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "example_project"
-
-#: Variables the portal reads; a developer's shell must not change what is tested.
-PORTAL_VARIABLES = ("BIGINTERVIEW_", "DJANGO_", "CELERY_", "REDIS_URL", "BI_")
+from tests.support.paths import EXAMPLE, ROOT
+from tests.support.procfile import (
+    PORTAL_VARIABLES,
+    free_port,
+    procfile_command,
+    procfile_lines,
+)
+from tests.support.webhooks import EXAMPLE_BODY, EXAMPLE_HEADERS, EXAMPLE_KEY
 
 
 def portal_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
@@ -69,9 +69,7 @@ def portal_under_gunicorn(tmp_path: Path) -> Iterator[int]:
     """The example portal served by gunicorn (a real WSGI server) on a free port."""
     migrated = manage(tmp_path, "migrate", "--no-input")
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = portal_environment(tmp_path, BIGINTERVIEW_WEBHOOK_KEYS=EXAMPLE_KEY, DJANGO_DEBUG="0")
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1",

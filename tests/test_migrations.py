@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 UNCONFIGURED = "del BIGINTERVIEW\n"
 ODD_VALUES = """

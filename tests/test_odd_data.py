@@ -11,7 +11,7 @@ import pytest
 from django_biginterview import sync
 from django_biginterview.models import Interview
 from django_biginterview.testing.factories import AccountFactory
-from tests.sync_support import sandbox_client
+from tests.support.sandbox import sandbox_client
 
 pytestmark = pytest.mark.django_db
 

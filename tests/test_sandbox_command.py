@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,7 @@ from django.core.management import CommandError, call_command
 
 from django_biginterview.management.commands import biginterview_sandbox as command
 from django_biginterview.sandbox import DEFAULT_API_KEY, DEFAULT_WEBHOOK_KEY, cli
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def test_port_comes_from_a_local_base_url_only() -> None:

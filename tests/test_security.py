@@ -26,18 +26,12 @@ from django_biginterview.testing.factories import (
     UserFactory,
     WebhookEventFactory,
 )
-from tests.test_sso_view import PRACTICE, login_params
+from tests.support.web import PRACTICE, logged_in, login_params
 from tests.urls import HostPrivateView
 
 TOKEN = "7" + "3f9c0e" * 10 + "a21"  # 64 characters, like a real one; the probes' miss is "8"
 APP_MODELS = (Account, Interview, SyncRun, Track, WebhookEvent)
 SECRETS = {Account: "sso_token", Interview: "raw", WebhookEvent: "payload"}
-
-
-def logged_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def with_permissions(user: Any, *codenames: str) -> Any:

@@ -8,8 +8,6 @@ the same clicks are sent one after another and the same invariants are asserted.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,7 +19,10 @@ from django.utils import timezone
 
 from django_biginterview.models import Account
 from django_biginterview.testing.factories import UserFactory
-from tests.anonymous_support import offered, use_own_store
+from tests.support.concurrency import run_concurrently
+from tests.support.redis import use_own_store
+from tests.support.sandbox import user_calls
+from tests.support.web import offered
 
 CLICKS = 6
 
@@ -31,11 +32,7 @@ def token_of(response: requests.Response) -> str:
 
 
 def click_all_at_once(url: str, session_cookie: str) -> list[requests.Response]:
-    concurrent = connection.vendor == "postgresql"
-    start = threading.Barrier(CLICKS if concurrent else 1)
-
-    def click(_: int) -> requests.Response:
-        start.wait(timeout=10)
+    def click() -> requests.Response:
         return requests.get(
             url,
             cookies={django_settings.SESSION_COOKIE_NAME: session_cookie},
@@ -43,8 +40,9 @@ def click_all_at_once(url: str, session_cookie: str) -> list[requests.Response]:
             timeout=20,
         )
 
-    with ThreadPoolExecutor(max_workers=CLICKS if concurrent else 1) as pool:
-        return list(pool.map(click, range(CLICKS)))
+    if connection.vendor == "postgresql":
+        return run_concurrently(click, CLICKS)
+    return [click() for _ in range(CLICKS)]
 
 
 @pytest.fixture
@@ -52,14 +50,6 @@ def user_session(transactional_db, client):
     user = UserFactory()
     client.force_login(user)
     return user, client.cookies[django_settings.SESSION_COOKIE_NAME].value
-
-
-def remote_user_calls(sandbox) -> list:
-    return [
-        call
-        for call in sandbox.api_calls(method="POST", path_prefix="/api/users/")
-        if call.path != "/api/users/anonymous"
-    ]
 
 
 def test_simultaneous_first_clicks_make_one_account_and_one_remote_create(
@@ -73,7 +63,7 @@ def test_simultaneous_first_clicks_make_one_account_and_one_remote_create(
     assert [r.status_code for r in responses] == [302] * CLICKS
     account = Account.objects.get(user=user)
     assert Account.objects.count() == 1
-    assert [(c.path, c.status) for c in remote_user_calls(biginterview_sandbox)] == [
+    assert [(c.path, c.status) for c in user_calls(biginterview_sandbox)] == [
         (f"/api/users/{account.partner_id}", 201)
     ]
     assert {token_of(r) for r in responses} == {account.sso_token}
@@ -98,7 +88,7 @@ def test_simultaneous_clicks_with_an_expired_token_refresh_it_once(
 
     assert [r.status_code for r in responses] == [302] * CLICKS
     account = Account.objects.get(user=user)
-    assert [c.status for c in remote_user_calls(biginterview_sandbox)] == [200]
+    assert [c.status for c in user_calls(biginterview_sandbox)] == [200]
     assert {token_of(r) for r in responses} == {account.sso_token}
     assert account.sso_token != token_of(first)
     assert account.sso_token_expires_at > timezone.now() + timedelta(hours=47)

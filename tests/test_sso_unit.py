@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_biginterview import sso
-from django_biginterview.adapter import MissingProfileData, get_adapter
+from django_biginterview.adapter import DefaultAdapter, MissingProfileData, get_adapter
 from django_biginterview.client import SSOToken, UserResult
 from django_biginterview.exceptions import (
     AuthenticationError,
@@ -35,7 +35,8 @@ from django_biginterview.testing.factories import (
     AnonymousAccountFactory,
     UserFactory,
 )
-from tests.anonymous_support import use_own_store
+from tests.support.redis import use_own_store
+from tests.support.signals import capture
 
 SECRET_TOKEN = "f" * 64
 
@@ -165,7 +166,7 @@ def test_login_url_encodes_parameters_as_the_contract_shows(settings):
         return_url="https://google.com/",
     )
     assert url == (
-        "https://acme.biginterview.com/sso/login?token=abc123"
+        "https://acme.biginterview.invalid/sso/login?token=abc123"
         "&redirect_to=%2Fmembers%2Fcurriculum%3Fchapter%3D6"
         "&return_url=https%3A%2F%2Fgoogle.com%2F"
     )
@@ -192,13 +193,8 @@ def test_first_use_creates_the_account_with_the_adapter_partner_id(
     db, django_capture_on_commit_callbacks
 ):
     user = UserFactory()
-    received = []
-    account_created.connect(lambda **kw: received.append(kw), weak=False, dispatch_uid="t1")
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            account = sso.get_or_create_account(user)
-    finally:
-        account_created.disconnect(dispatch_uid="t1")
+    with capture(account_created) as received, django_capture_on_commit_callbacks(execute=True):
+        account = sso.get_or_create_account(user)
     assert account.partner_id == get_adapter().partner_id_for_user(user)
     assert account.user == user
     assert not account.anonymous
@@ -271,13 +267,8 @@ def test_token_inside_the_margin_is_refreshed_once_and_cached(
 ):
     account = AccountWithTokenFactory(sso_token_expires_at=timezone.now() + timedelta(minutes=30))
     client = FakeClient(user_result(account.partner_id, token="new" * 10, created=False))
-    received = []
-    token_refreshed.connect(lambda **kw: received.append(kw), weak=False, dispatch_uid="t2")
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            token = sso.ensure_fresh_token(account, client)
-    finally:
-        token_refreshed.disconnect(dispatch_uid="t2")
+    with capture(token_refreshed) as received, django_capture_on_commit_callbacks(execute=True):
+        token = sso.ensure_fresh_token(account, client)
     assert token.token == "new" * 10
     assert [name for name, _ in client.calls] == ["create_or_refresh_user"]
     assert client.calls[0][1]["partner_id"] == account.partner_id
@@ -360,6 +351,23 @@ def test_existing_remote_user_without_email_can_still_refresh(db):
     client = FakeClient(user_result(account.partner_id, created=False))
     sso.ensure_fresh_token(account, client)
     assert client.calls[0][1]["email"] == ""
+
+
+class NamingAdapter(DefaultAdapter):
+    fallback_first_name = "Learner"
+    fallback_last_name = "Anon"
+
+
+def test_the_stand_in_profile_of_an_existing_user_comes_from_the_adapter(db, settings):
+    settings.BIGINTERVIEW = {
+        **settings.BIGINTERVIEW,
+        "ADAPTER": "tests.test_sso_unit.NamingAdapter",
+    }
+    account = AccountFactory(user=UserFactory(first_name="Raw", last_name="Fields", email=""))
+    client = FakeClient(user_result(account.partner_id, created=False))
+    sso.ensure_fresh_token(account, client)
+    sent = client.calls[0][1]
+    assert (sent["first_name"], sent["last_name"], sent["email"]) == ("Learner", "Anon", "")
 
 
 def test_new_remote_user_without_email_is_refused_before_any_call(db):

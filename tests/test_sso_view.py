@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,27 +21,13 @@ from django_biginterview.models import Account
 from django_biginterview.signals import account_created, token_refreshed
 from django_biginterview.testing.factories import UserFactory
 from django_biginterview.views import ANONYMOUS_ACCOUNT_SESSION_KEY
-from tests.anonymous_support import offered
+from tests.support.app_settings import set_app_settings
+from tests.support.procfile import free_port
+from tests.support.sandbox import user_calls
+from tests.support.signals import capture
+from tests.support.web import PRACTICE, login_params, offered
 
-PRACTICE = "/biginterview/practice/"
 LOGIN_REQUIRED_MIDDLEWARE = "django.contrib.auth.middleware.LoginRequiredMiddleware"
-
-
-def user_calls(sandbox, partner_id: str | None = None):
-    """``POST /api/users/{partner_id}`` calls (create or refresh)."""
-    prefix = f"/api/users/{partner_id}" if partner_id else "/api/users/"
-    return [
-        call
-        for call in sandbox.api_calls(method="POST", path_prefix=prefix)
-        if call.path != "/api/users/anonymous"
-    ]
-
-
-def login_params(response) -> dict[str, str]:
-    assert response.status_code == 302, response.content[:500]
-    return {
-        key: values[0] for key, values in parse_qs(urlsplit(response["Location"]).query).items()
-    }
 
 
 def land(location: str) -> requests.Response:
@@ -54,10 +39,6 @@ def land(location: str) -> requests.Response:
 def shown_partner_id(page: requests.Response) -> str | None:
     match = re.search(r'id="member-partner-id">([^<]+)<', page.text)
     return match.group(1) if match else None
-
-
-def set_app_settings(settings, **values) -> None:
-    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, **values}
 
 
 @pytest.fixture
@@ -73,9 +54,7 @@ def logged_in(client, user):
 
 @pytest.fixture
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()  # free: nothing listens there
 
 
 # --- the happy path ----------------------------------------------------------------------
@@ -85,15 +64,12 @@ def test_first_click_creates_the_account_and_logs_the_user_in(
     logged_in, user, biginterview_sandbox, django_capture_on_commit_callbacks
 ):
     sandbox = biginterview_sandbox
-    created, refreshed = [], []
-    account_created.connect(lambda **kw: created.append(kw), weak=False, dispatch_uid="v1")
-    token_refreshed.connect(lambda **kw: refreshed.append(kw), weak=False, dispatch_uid="v2")
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = logged_in.get(PRACTICE)
-    finally:
-        account_created.disconnect(dispatch_uid="v1")
-        token_refreshed.disconnect(dispatch_uid="v2")
+    with (
+        capture(account_created) as created,
+        capture(token_refreshed) as refreshed,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = logged_in.get(PRACTICE)
 
     account = Account.objects.get(user=user)
     assert response["Location"].startswith(f"{sandbox.url}/sso/login?token=")

@@ -4,7 +4,6 @@ costs in queries, what a second sync changes (nothing), and how it records failu
 from __future__ import annotations
 
 import math
-import threading
 from decimal import Decimal
 
 import pytest
@@ -17,7 +16,9 @@ from django_biginterview.exceptions import ServerError
 from django_biginterview.models import Account, Interview, Track, TrackStep
 from django_biginterview.signals import interview_changed, tracks_changed
 from django_biginterview.testing.factories import AccountFactory
-from tests.sync_support import remote_account, sandbox_client
+from tests.support.concurrency import run_concurrently
+from tests.support.sandbox import remote_account, sandbox_client
+from tests.support.signals import capture
 
 pytestmark = pytest.mark.django_db
 
@@ -109,31 +110,25 @@ def test_second_sync_changes_nothing_and_sends_no_signal(
     sb = biginterview_sandbox
     account = remote_account(sb, "ada-2", interviews=3)
     client = sandbox_client(sb)
-    received: list[str] = []
+    with (
+        capture(interview_changed) as interviews,
+        capture(tracks_changed) as tracks,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        sync.sync_account(account, client)
+    assert [kw["change"] for kw in interviews] == ["created"] * 3
+    assert len(tracks) == 1
+    stamps = list(Interview.objects.order_by("pk").values_list("updated_at", flat=True))
+    track_stamps = list(Track.objects.order_by("pk").values_list("updated_at", flat=True))
 
-    def on_interview(sender, change, **kwargs) -> None:
-        received.append(f"interview:{change}")
+    with (
+        capture(interview_changed) as interviews,
+        capture(tracks_changed) as tracks,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        result = sync.sync_account(account, client)
 
-    def on_tracks(sender, **kwargs) -> None:
-        received.append("tracks")
-
-    interview_changed.connect(on_interview)
-    tracks_changed.connect(on_tracks)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            sync.sync_account(account, client)
-        assert sorted(received) == ["interview:created"] * 3 + ["tracks"]
-        stamps = list(Interview.objects.order_by("pk").values_list("updated_at", flat=True))
-        track_stamps = list(Track.objects.order_by("pk").values_list("updated_at", flat=True))
-        received.clear()
-
-        with django_capture_on_commit_callbacks(execute=True):
-            result = sync.sync_account(account, client)
-    finally:
-        interview_changed.disconnect(on_interview)
-        tracks_changed.disconnect(on_tracks)
-
-    assert received == []
+    assert interviews == [] and tracks == []
     assert not result.changed
     assert list(Interview.objects.order_by("pk").values_list("updated_at", flat=True)) == stamps
     assert list(Track.objects.order_by("pk").values_list("updated_at", flat=True)) == track_stamps
@@ -274,26 +269,12 @@ if connection.vendor == "postgresql":
         sb = biginterview_sandbox
         account = remote_account(sb, "race-1", interviews=30)
         sb.set_faults(latency=0.05)  # both fetches are in flight at the same time
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-        errors: list[BaseException] = []
 
-        def worker() -> None:
-            try:
-                barrier.wait()
-                outcomes.append(sync.sync_account(account, sandbox_client(sb)).outcome)
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
+        def sync_once() -> str:
+            return sync.sync_account(account, sandbox_client(sb)).outcome
 
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        outcomes = run_concurrently(sync_once, 2)
 
-        assert errors == []
         assert outcomes == ["synced", "synced"]
         assert Interview.objects.filter(account=account).count() == 30
         assert Track.objects.filter(account=account).count() == 2

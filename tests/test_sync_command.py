@@ -11,20 +11,14 @@ from django.core.management import CommandError, call_command
 from django_biginterview import coordination, sync_runs, tasks
 from django_biginterview.models import Interview, SyncRun
 from django_biginterview.testing.factories import AccountFactory, UserFactory
-from tests.sync_support import fresh_coordination_state, remote_account
+from tests.support.sandbox import remote_account
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def clean_redis(redis_url):
-    yield from fresh_coordination_state()
-
-
-@pytest.fixture
 def sandbox(biginterview_sandbox, settings, clean_redis):
     settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "RATE_LIMIT": 0}
-    tasks._throttled_client.cache_clear()
     return biginterview_sandbox
 
 

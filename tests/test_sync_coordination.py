@@ -10,14 +10,8 @@ import pytest
 import redis
 
 from django_biginterview import coordination
-from tests.sync_support import fresh_coordination_state
 
 TTL = timedelta(minutes=1)
-
-
-@pytest.fixture
-def clean_redis(redis_url):
-    yield from fresh_coordination_state()
 
 
 @pytest.fixture

@@ -14,14 +14,9 @@ from django_biginterview import coordination, sync_runs
 from django_biginterview.models import Account, Interview, SyncRun, SyncRunOutcome
 from django_biginterview.sync import SyncResult
 from django_biginterview.testing.factories import AccountFactory
-from tests.sync_support import fresh_coordination_state, remote_account, sandbox_client
+from tests.support.sandbox import remote_account, sandbox_client
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def clean_redis(redis_url):
-    yield from fresh_coordination_state()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_redis")]
 
 
 def lease_holder() -> str | None:

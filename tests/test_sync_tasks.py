@@ -8,6 +8,7 @@ by two worker processes.
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -16,14 +17,11 @@ from django_biginterview import coordination, sync, sync_runs, tasks
 from django_biginterview.exceptions import ServerError
 from django_biginterview.models import Account, Interview, SyncRun
 from django_biginterview.testing.factories import AccountFactory
-from tests.conftest import wait_for
-from tests.sync_support import (
-    ROOT,
-    fresh_coordination_state,
-    remote_account,
-    start_extra_worker,
-    stop_worker,
-)
+from tests.support.messages import record_messages
+from tests.support.paths import EXAMPLE
+from tests.support.polling import wait_for
+from tests.support.sandbox import remote_account
+from tests.support.workers import start_worker, stop_worker
 
 FAST_RETRIES = {
     "SYNC_MAX_RETRIES": 3,
@@ -34,16 +32,10 @@ FAST_RETRIES = {
 
 
 @pytest.fixture
-def clean_redis(redis_url):
-    yield from fresh_coordination_state()
-
-
-@pytest.fixture
 def sync_env(biginterview_sandbox, settings, clean_redis):
     """The sandbox, clean Redis and fast retries; request it before the worker fixture so
     the worker process gets the same settings."""
     settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, **FAST_RETRIES}
-    tasks._throttled_client.cache_clear()
     return biginterview_sandbox
 
 
@@ -96,7 +88,7 @@ def test_time_limits_come_from_settings(settings) -> None:
 
 
 def test_task_names_match_the_example_beat_schedule() -> None:
-    example = (ROOT / "example_project" / "example_project" / "settings.py").read_text()
+    example = (EXAMPLE / "example_project" / "settings.py").read_text()
     assert f'"task": "{tasks.sync_all_accounts.name}"' in example
     assert tasks.sync_all_accounts.name == "biginterview.sync_all_accounts"
     assert tasks.sync_account.name == "biginterview.sync_account"
@@ -139,14 +131,9 @@ def test_a_redelivered_group_syncs_only_what_the_run_has_not_counted(sync_env) -
 def test_a_group_whose_worker_keeps_dying_gives_up_on_that_account_only(
     sync_env, settings, monkeypatch
 ) -> None:
-    sb = sync_env
     settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "SYNC_MAX_DELIVERIES": 2}
-    accounts = [remote_account(sb, f"poison-{n}") for n in range(3)]
-    run, members = _group_run(accounts)
-    handed: list[tuple] = []
-    monkeypatch.setattr(
-        tasks.sync_accounts, "apply_async", lambda args, **kw: handed.append(tuple(args))
-    )
+    accounts, run, members = _remote_group(sync_env, "poison")
+    handed = record_messages(monkeypatch, tasks.sync_accounts)
     # Two deliveries died while syncing poison-1 (noted by the second, careful one).
     for _ in range(2):
         coordination.count_delivery("group-p:0", timedelta(minutes=5))
@@ -160,7 +147,7 @@ def test_a_group_whose_worker_keeps_dying_gives_up_on_that_account_only(
     run.refresh_from_db()
     assert (run.accounts_synced, run.accounts_failed) == (1, 1)
     assert run.failures[0]["partner_id"] == "poison-1"
-    assert handed == [(run.pk, [[accounts[2].pk, "poison-2"]])]  # the rest goes on
+    assert handed.args == [(run.pk, [[accounts[2].pk, "poison-2"]])]  # the rest goes on
 
 
 @pytest.mark.django_db
@@ -179,10 +166,7 @@ def test_an_exhausted_single_sync_records_the_failure_in_its_run(sync_env, setti
 
 @pytest.mark.django_db
 def test_a_redelivered_batch_sends_only_unreported_accounts(clean_redis, monkeypatch) -> None:
-    sent: list[tuple] = []
-    monkeypatch.setattr(
-        tasks.sync_accounts, "apply_async", lambda args, **kw: sent.append(tuple(args))
-    )
+    sent = record_messages(monkeypatch, tasks.sync_accounts)
     accounts = AccountFactory.create_batch(3)
     run, _ = _group_run(accounts)
     sync_runs.record_results(run.pk, [sync.SyncResult(accounts[0].pk, "x", "synced")])
@@ -190,7 +174,7 @@ def test_a_redelivered_batch_sends_only_unreported_accounts(clean_redis, monkeyp
 
     deliver(tasks.sync_account_batch, (run.pk, [a.pk for a in accounts]), "batch-1")
 
-    assert sent == [(run.pk, [[a.pk, a.partner_id] for a in accounts[1:]])]
+    assert sent.args == [(run.pk, [[a.pk, a.partner_id] for a in accounts[1:]])]
 
 
 @pytest.mark.django_db
@@ -206,9 +190,7 @@ def test_a_retry_waiting_for_its_countdown_keeps_the_run_alive(
     account = remote_account(sync_env, "wait-1")
     run = sync_runs.begin()
     sync_runs.close_fan_out(run.pk, dispatched=1, skipped=0)
-    monkeypatch.setattr(
-        tasks.sync_account, "apply_async", lambda *a, **kw: None
-    )  # the retry message
+    record_messages(monkeypatch, tasks.sync_account)  # the retry message
     monkeypatch.setattr(tasks, "sync_retry_delay", lambda retries, retry_after=None: 300.0)
 
     fetch_failing(
@@ -226,13 +208,8 @@ def test_a_group_held_back_by_the_rate_limit_hands_its_accounts_back_to_the_brok
     sync_env, monkeypatch
 ) -> None:
     """Instead of sleeping in a worker process that webhook processing needs."""
-    sb = sync_env
-    accounts = [remote_account(sb, f"held-{n}") for n in range(3)]
-    run, members = _group_run(accounts)
-    handed: list[tuple] = []
-    monkeypatch.setattr(
-        tasks.sync_accounts, "apply_async", lambda args, **kw: handed.append((args, kw))
-    )
+    accounts, run, members = _remote_group(sync_env, "held")
+    handed = record_messages(monkeypatch, tasks.sync_accounts)
     fetch_failing(
         monkeypatch,
         {"held-1": coordination.Throttled(42.0), "held-2": coordination.Throttled(42.0)},
@@ -240,9 +217,9 @@ def test_a_group_held_back_by_the_rate_limit_hands_its_accounts_back_to_the_brok
 
     assert tasks.sync_accounts(run.pk, members) == 1
 
-    [(args, options)] = handed
-    assert args == (run.pk, members[1:])
-    assert 42.0 <= options["countdown"] <= 42.0 * 1.2
+    [message] = handed
+    assert message.args == (run.pk, members[1:])
+    assert 42.0 <= message.options["countdown"] <= 42.0 * 1.2
     run.refresh_from_db()
     assert (run.accounts_synced, run.accounts_failed) == (1, 0)  # nothing counted failed
     assert Account.objects.get(pk=accounts[1].pk).last_sync_error == ""
@@ -253,18 +230,17 @@ def test_a_single_sync_held_back_is_sent_again_later_without_spending_a_retry(
     sync_env, monkeypatch
 ) -> None:
     account = remote_account(sync_env, "held-single")
-    sent: list[dict] = []
-    monkeypatch.setattr(tasks.sync_account, "apply_async", lambda **kw: sent.append(kw))
+    sent = record_messages(monkeypatch, tasks.sync_account)
 
     fetch_failing(monkeypatch, {"held-single": coordination.Throttled(5.0)})
 
     result = tasks.sync_account.apply(args=(account.pk,), retries=2).get()
 
     assert result["outcome"] == "deferred"
-    [options] = sent
-    assert options["args"] == (account.pk, None, None)
-    assert options["kwargs"] == {"slots_reserved": True}
-    assert options["retries"] == 2 and options["countdown"] >= 5.0
+    [message] = sent
+    assert message.args == (account.pk, None, None)
+    assert message.options["kwargs"] == {"slots_reserved": True}
+    assert message.options["retries"] == 2 and message.options["countdown"] >= 5.0
     assert Account.objects.get(pk=account.pk).last_sync_error == ""
 
 
@@ -276,17 +252,16 @@ def test_a_sync_held_back_reserves_its_slots_and_comes_back_for_them(
     comes back for them it sends both calls without taking two more."""
     sb = sync_env
     settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "RATE_LIMIT": 4}  # 3/s for syncs
-    tasks._throttled_client.cache_clear()
     account = remote_account(sb, "held-slots")
-    limiter = tasks.sync_client(max_wait=tasks.MAX_THROTTLE_WAIT).throttle
+    limiter = sync.sync_client(max_wait=tasks.MAX_THROTTLE_WAIT).throttle
     limiter.reserve(10, bounded=False)  # others took the next 3.3 s
     booked = int(coordination.redis_client().get(limiter.key))
-    sent: list[dict] = []
-    monkeypatch.setattr(tasks.sync_account, "apply_async", lambda **kw: sent.append(kw))
+    sent = record_messages(monkeypatch, tasks.sync_account)
 
     assert tasks.sync_account.apply(args=(account.pk,)).get()["outcome"] == "deferred"
 
-    [options] = sent
+    [message] = sent
+    options = message.options
     assert 2.0 < options["countdown"] < 4.0  # when its slots are due (3.3 s after booking)
     after_booking = int(coordination.redis_client().get(limiter.key))
     assert after_booking - booked == 2 * round(1_000_000 / 3)  # two slots, taken now
@@ -337,10 +312,7 @@ def test_the_lock_is_released_when_the_fan_out_fails(clean_redis, monkeypatch) -
 def test_a_batch_sends_groups_with_partner_ids_and_counts_deleted_accounts_as_skipped(
     clean_redis, monkeypatch
 ) -> None:
-    sent: list[tuple] = []
-    monkeypatch.setattr(
-        tasks.sync_accounts, "apply_async", lambda args, **kw: sent.append(tuple(args))
-    )
+    sent = record_messages(monkeypatch, tasks.sync_accounts)
     kept = AccountFactory.create_batch(tasks.ACCOUNTS_PER_TASK + 1)
     gone = AccountFactory(partner_id="gone-1")
     gone_pk = gone.pk
@@ -351,7 +323,7 @@ def test_a_batch_sends_groups_with_partner_ids_and_counts_deleted_accounts_as_sk
     assert tasks.sync_account_batch(run.pk, [a.pk for a in kept] + [gone_pk]) == len(kept)
 
     members = [[a.pk, a.partner_id] for a in kept]
-    assert sent == [
+    assert sent.args == [
         (run.pk, members[: tasks.ACCOUNTS_PER_TASK]),
         (run.pk, members[tasks.ACCOUNTS_PER_TASK :]),
     ]
@@ -365,6 +337,12 @@ def _group_run(accounts: list[Account]) -> tuple[SyncRun, list[list]]:
     return run, [[a.pk, a.partner_id] for a in accounts]
 
 
+def _remote_group(sandbox, prefix: str) -> tuple[list[Account], SyncRun, list[list]]:
+    """Three accounts whose users exist in the sandbox, sent as one group of a run."""
+    accounts = [remote_account(sandbox, f"{prefix}-{n}") for n in range(3)]
+    return (accounts, *_group_run(accounts))
+
+
 @pytest.mark.django_db
 def test_a_group_counts_every_outcome_and_hands_transient_errors_to_a_retrying_task(
     sync_env, monkeypatch
@@ -373,10 +351,7 @@ def test_a_group_counts_every_outcome_and_hands_transient_errors_to_a_retrying_t
     good = remote_account(sb, "grp-good", interviews=2)
     ghost = AccountFactory(partner_id="grp-ghost")
     flaky = remote_account(sb, "grp-flaky")
-    retried: list[tuple] = []
-    monkeypatch.setattr(
-        tasks.sync_account, "apply_async", lambda args, **kw: retried.append((tuple(args), kw))
-    )
+    retried = record_messages(monkeypatch, tasks.sync_account)
     run, members = _group_run([good, ghost, flaky])
     fetch_failing(
         monkeypatch, {"grp-flaky": ServerError("Big Interview refused list_tracks", status=503)}
@@ -388,9 +363,9 @@ def test_a_group_counts_every_outcome_and_hands_transient_errors_to_a_retrying_t
     assert Account.objects.get(pk=ghost.pk).remote_missing_at is not None
     # The transient failure is neither recorded nor counted: its own task will count it.
     assert Account.objects.get(pk=flaky.pk).last_sync_error == ""
-    [(args, options)] = retried
-    assert args == (flaky.pk, run.pk, "grp-flaky")
-    assert options["retries"] == 1 and options["countdown"] >= 0
+    [message] = retried
+    assert message.args == (flaky.pk, run.pk, "grp-flaky")
+    assert message.options["retries"] == 1 and message.options["countdown"] >= 0
     run.refresh_from_db()
     assert (run.accounts_synced, run.accounts_failed) == (1, 1)
     assert run.failures[0]["partner_id"] == "grp-ghost"
@@ -401,18 +376,15 @@ def test_a_group_counts_every_outcome_and_hands_transient_errors_to_a_retrying_t
 def test_a_group_past_half_its_time_limit_hands_the_rest_to_a_new_task(
     sync_env, settings, monkeypatch
 ) -> None:
-    sb = sync_env
-    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "TASK_SOFT_TIME_LIMIT": 0}
-    accounts = [remote_account(sb, f"slow-{n}") for n in range(3)]
-    handed: list[tuple] = []
-    monkeypatch.setattr(
-        tasks.sync_accounts, "apply_async", lambda args, **kw: handed.append(tuple(args))
-    )
-    run, members = _group_run(accounts)
+    settings.BIGINTERVIEW = {**settings.BIGINTERVIEW, "TASK_SOFT_TIME_LIMIT": 60}
+    readings = iter([0.0])  # the start; every later reading is past half the limit
+    monkeypatch.setattr(tasks, "time", SimpleNamespace(monotonic=lambda: next(readings, 31.0)))
+    _, run, members = _remote_group(sync_env, "slow")
+    handed = record_messages(monkeypatch, tasks.sync_accounts)
 
     assert tasks.sync_accounts(run.pk, members) == 1  # always at least one account
 
-    assert handed == [(run.pk, members[1:])]
+    assert handed.args == [(run.pk, members[1:])]
     assert Account.objects.filter(last_synced_at__isnull=False).count() == 1
     run.refresh_from_db()
     assert run.accounts_synced == 1 and run.finished_at is None
@@ -422,9 +394,7 @@ def test_a_group_past_half_its_time_limit_hands_the_rest_to_a_new_task(
 def test_a_stopped_group_counts_what_it_did_not_finish_so_the_run_finishes(
     sync_env, monkeypatch
 ) -> None:
-    sb = sync_env
-    accounts = [remote_account(sb, f"stop-{n}") for n in range(3)]
-    run, members = _group_run(accounts)
+    _, run, members = _remote_group(sync_env, "stop")
     real_apply = sync.apply_snapshot
 
     def stopped_at_second(account, snapshot):
@@ -449,10 +419,7 @@ def test_a_stopped_group_counts_what_it_did_not_finish_so_the_run_finishes(
 def test_schedule_account_sync_keeps_one_pending_per_account(
     clean_redis, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:
-    sent: list[tuple] = []
-    monkeypatch.setattr(
-        tasks.sync_account, "apply_async", lambda args, **kw: sent.append(tuple(args))
-    )
+    sent = record_messages(monkeypatch, tasks.sync_account)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         tasks.schedule_account_sync(7)
     assert sent == []  # nothing before the commit
@@ -461,12 +428,12 @@ def test_schedule_account_sync_keeps_one_pending_per_account(
     with django_capture_on_commit_callbacks(execute=True):
         tasks.schedule_account_sync(7)
         tasks.schedule_account_sync(8)
-    assert sent == [(7,), (8,)]
+    assert sent.args == [(7,), (8,)]
 
     coordination.clear_pending("sync-account:7")  # what the task does when it starts
     with django_capture_on_commit_callbacks(execute=True):
         tasks.schedule_account_sync(7)
-    assert sent == [(7,), (8,), (7,)]
+    assert sent.args == [(7,), (8,), (7,)]
 
 
 @pytest.mark.django_db
@@ -618,7 +585,7 @@ def test_two_workers_together_stay_under_the_rate_limit(
     rate_limited, celery_app, celery_queue, celery_worker_process, tmp_path
 ):
     sb = rate_limited
-    second = start_extra_worker(celery_app, celery_queue, "second", tmp_path / "second.log")
+    second = start_worker(celery_app, celery_queue, tmp_path / "second.log", name="second")
     workers = [second]
     accounts_count = 15
     try:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_biginterview import mirror, tasks
 from django_biginterview.models import Interview, WebhookEvent
 from django_biginterview.testing.factories import AccountFactory, UserFactory
-from tests.test_webhook_support import body_of, sandbox_history
+from tests.support.webhooks import body_of, sandbox_history
 
 Status = WebhookEvent.Status
 

@@ -5,7 +5,6 @@ racing each other with the same notification.
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -17,8 +16,11 @@ from django_biginterview import tasks
 from django_biginterview.models import Interview, Track, WebhookEvent
 from django_biginterview.signals import webhook_received
 from django_biginterview.testing.factories import AccountFactory
-from tests.conftest import PrivateRedis, wait_for
-from tests.test_webhook_support import (
+from tests.support.concurrency import run_concurrently
+from tests.support.polling import wait_for
+from tests.support.redis import PrivateRedis
+from tests.support.signals import capture, connected
+from tests.support.webhooks import (
     ClientPoster,
     Enqueued,
     LiveServerPoster,
@@ -78,34 +80,19 @@ def test_simultaneous_duplicates_get_200_one_row_one_processing(
     """Several senders POST the same notification at the same instant over real HTTP."""
     enqueued = Enqueued()
     monkeypatch.setattr(tasks.process_webhook_events, "apply_async", enqueued.record)
-    announced: list[int] = []
-
-    def on_received(sender: Any, event: WebhookEvent, **kwargs: Any) -> None:
-        announced.append(event.pk)
-
-    webhook_received.connect(on_received)
     body = body_of(sandbox_history(updates=0, delete=False)[0])
     poster = LiveServerPoster(live_server.url)
     senders = 8
-    barrier = threading.Barrier(senders)
-    answers: list[int] = []
 
-    def send() -> None:
-        barrier.wait()
-        answers.append(poster.post(body, delivery_headers()).status)
+    def send() -> int:
+        return poster.post(body, delivery_headers()).status
 
-    try:
-        threads = [threading.Thread(target=send) for _ in range(senders)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-    finally:
-        webhook_received.disconnect(on_received)
+    with capture(webhook_received) as announced:
+        answers = run_concurrently(send, senders)
     assert answers == [200] * senders
     event = WebhookEvent.objects.get()
     assert enqueued.ids() == [event.pk]
-    assert announced == [event.pk]
+    assert [kw["event"].pk for kw in announced] == [event.pk]
 
 
 class TestBrokerOutage:
@@ -131,11 +118,8 @@ class TestBrokerOutage:
         def kill_broker(sender: Any, event: WebhookEvent, **kwargs: Any) -> None:
             private_broker.kill()  # stored, not yet enqueued: the worst moment
 
-        webhook_received.connect(kill_broker)
-        try:
+        with connected(webhook_received, kill_broker):
             answer = ClientPoster().post(body_of(notification), delivery_headers())
-        finally:
-            webhook_received.disconnect(kill_broker)
         assert answer.status == 200
         event = WebhookEvent.objects.get()
         assert event.status == Status.PENDING

@@ -7,7 +7,6 @@ functions the view uses.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -26,28 +25,14 @@ from django_biginterview.exceptions import WebhookValidationError
 from django_biginterview.models import Interview, WebhookEvent
 from django_biginterview.signals import interview_changed
 from django_biginterview.testing.factories import AccountFactory, WebhookEventFactory
-from tests.sync_support import fresh_coordination_state
-from tests.test_webhook_support import body_of, sandbox_history
+from tests.support.concurrency import run_concurrently
+from tests.support.signals import capture
+from tests.support.webhooks import body_of, sandbox_history
+
+# No event id left "in flight" by another test (ids restart with each database).
+pytestmark = pytest.mark.usefixtures("clean_redis")
 
 Status = WebhookEvent.Status
-
-STATE_FIELDS = (
-    "title",
-    "interviewer_name",
-    "category",
-    "completed",
-    "remote_created_at",
-    "remote_updated_at",
-    "review_path",
-    "retake_path",
-    "raw",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_redis(redis_url: str) -> Any:
-    """No event id left "in flight" by another test (ids restart with each database)."""
-    yield from fresh_coordination_state()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +69,8 @@ def deliver(notification: dict[str, Any]) -> webhook_processing.ProcessOutcome |
 
 def interview_state(account: Any) -> dict[str, Any]:
     row = Interview.objects.get(account=account)
-    return {**{name: getattr(row, name) for name in STATE_FIELDS}, "deleted": row.is_deleted}
+    state = {name: getattr(row, name) for name in mirror.INTERVIEW_DATA_FIELDS}
+    return {**state, "deleted": row.is_deleted}
 
 
 # --- The three events ------------------------------------------------------------------
@@ -93,17 +79,8 @@ def interview_state(account: Any) -> dict[str, Any]:
 def test_created_writes_the_interview_and_marks_the_event_processed_together(
     account: Any, history: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
 ) -> None:
-    changes: list[tuple[str, str]] = []
-
-    def on_changed(sender: Any, interview: Interview, change: str, source: str, **kw: Any) -> None:
-        changes.append((change, source))
-
-    interview_changed.connect(on_changed)
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            outcome = deliver(history[0])
-    finally:
-        interview_changed.disconnect(on_changed)
+    with capture(interview_changed) as changed, django_capture_on_commit_callbacks(execute=True):
+        outcome = deliver(history[0])
     assert outcome is not None
     assert (outcome.status, outcome.sync_account_id) == ("processed", account.pk)
     api_object = history[0]["webhook"]["api_object"]
@@ -113,7 +90,7 @@ def test_created_writes_the_interview_and_marks_the_event_processed_together(
     event = WebhookEvent.objects.get()
     assert (event.status, event.attempts, event.last_error) == ("processed", 1, "")
     assert event.processed_at is not None
-    assert changes == [("created", "webhook")]
+    assert [(kw["change"], kw["source"]) for kw in changed] == [("created", "webhook")]
 
 
 def test_update_before_create_still_creates_and_the_late_create_changes_nothing(
@@ -471,26 +448,14 @@ def test_concurrent_processing_of_one_event_applies_it_once(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(mirror, "upsert_interviews", slow)
-    outcomes: list[str] = []
+
+    def run() -> str:
+        return webhook_processing.process_event(event.pk).status
+
     if connection.vendor == "postgresql":
-        barrier = threading.Barrier(2)
-
-        def run() -> None:
-            from django.db import connection as thread_connection
-
-            try:
-                barrier.wait()
-                outcomes.append(webhook_processing.process_event(event.pk).status)
-            finally:
-                thread_connection.close()
-
-        threads = [threading.Thread(target=run) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(20)
+        outcomes = run_concurrently(run, 2, timeout=20)
     else:
-        outcomes = [webhook_processing.process_event(event.pk).status for _ in range(2)]
+        outcomes = [run() for _ in range(2)]
     assert sorted(outcomes) == ["processed", "skipped"]
     assert len(calls) == 1
     assert Interview.objects.count() == 1

@@ -27,7 +27,8 @@ from django_biginterview.models import Interview, WebhookEvent
 from django_biginterview.signals import webhook_received
 from django_biginterview.testing.factories import AccountFactory
 from django_biginterview.views import WebhookView
-from tests.test_webhook_support import (
+from tests.support.signals import capture
+from tests.support.webhooks import (
     EXAMPLE_BODY,
     EXAMPLE_HEADERS,
     EXAMPLE_KEY,
@@ -174,17 +175,9 @@ def test_unknown_event_is_stored_not_refused(
 def test_a_retried_notification_is_200_without_a_second_row_or_processing(
     poster: ClientPoster, notifications: list[dict[str, Any]], enqueued: Enqueued
 ) -> None:
-    received: list[WebhookEvent] = []
-
-    def on_received(sender: Any, event: WebhookEvent, **kwargs: Any) -> None:
-        received.append(event)
-
-    webhook_received.connect(on_received)
-    try:
+    with capture(webhook_received) as received:
         first = post(poster, body_of(notifications[0]))
         again = post(poster, body_of(notifications[0]))
-    finally:
-        webhook_received.disconnect(on_received)
     assert (first.status, first.json) == (200, {"status": "stored"})
     assert (again.status, again.json) == (200, {"status": "duplicate"})
     event = WebhookEvent.objects.get()
@@ -197,24 +190,16 @@ def test_a_retried_notification_is_200_without_a_second_row_or_processing(
 def test_only_a_new_event_is_enqueued_and_announced_once_committed(
     transactional_db: None, enqueued: Enqueued, notifications: list[dict[str, Any]]
 ) -> None:
-    received: list[WebhookEvent] = []
-
-    def on_received(sender: Any, event: WebhookEvent, **kwargs: Any) -> None:
-        received.append(event)
-
-    webhook_received.connect(on_received)
-    try:
+    with capture(webhook_received) as received:
         poster = ClientPoster()
         for _ in range(3):
             assert post(poster, body_of(notifications[0])).status == 200
         assert post(poster, body_of(notifications[1])).status == 200
-    finally:
-        webhook_received.disconnect(on_received)
     events = list(WebhookEvent.objects.order_by("pk"))
     assert len(events) == 2
     assert enqueued.ids() == [events[0].pk, events[1].pk]
-    assert [e.pk for e in received] == [events[0].pk, events[1].pk]
-    assert received[0].payload == notifications[0]
+    assert [kw["event"].pk for kw in received] == [events[0].pk, events[1].pk]
+    assert received[0]["event"].payload == notifications[0]
 
 
 # --- Exemptions: CSRF, LoginRequiredMiddleware, ATOMIC_REQUESTS ------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -25,7 +25,7 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..models import Account, Interview, Track, TrackStep
+from ..models import Account, Interview, Track
 from ..validators import is_valid_partner_id
 from .permissions import ModelViewPermission, SchemaAccess
 from .schema import api_responses, schema_urlpatterns
@@ -88,30 +88,6 @@ class SchemaView(SpectacularAPIView):
         return super().get(request, *args, **kwargs)
 
 
-def tracks_with_steps() -> Prefetch:
-    steps = Prefetch("steps", queryset=TrackStep.objects.order_by("step"))
-    return Prefetch("tracks", queryset=Track.objects.order_by("position").prefetch_related(steps))
-
-
-def accounts_with_progress() -> QuerySet[Account]:
-    return Account.objects.prefetch_related(tracks_with_steps())
-
-
-def with_interview_counts(accounts: list[Account]) -> list[Account]:
-    """``accounts``, each with ``interview_count`` (its interviews not deleted) from one
-    query over their ids: an annotation on the listing's queryset would count the
-    interviews of every account before the page is cut, and again for ``count``."""
-    counts = dict(
-        Interview.objects.filter(account__in=accounts, deleted_at__isnull=True)
-        .order_by()
-        .values_list("account")
-        .annotate(Count("pk"))
-    )
-    for account in accounts:
-        account.interview_count = counts.get(account.pk, 0)  # type: ignore[attr-defined]
-    return accounts
-
-
 NO_SUCH_PAGE = "No such page."
 
 
@@ -138,10 +114,10 @@ class MeView(generics.RetrieveAPIView):
 
     def get_object(self) -> Account:
         user_pk: Any = self.request.user.pk  # IsAuthenticated: never None here
-        account = accounts_with_progress().filter(user_id=user_pk).first()
+        account = Account.objects.with_tracks_and_steps().filter(user_id=user_pk).first()
         if account is None:
             raise Http404
-        return with_interview_counts([account])[0]
+        return Account.objects.with_interview_counts([account])[0]
 
 
 @extend_schema_view(
@@ -156,9 +132,7 @@ class MeInterviewsView(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[Interview]:
         user_pk: Any = self.request.user.pk  # IsAuthenticated: never None here
-        return Interview.objects.filter(account__user_id=user_pk, deleted_at__isnull=True).order_by(
-            "-remote_updated_at", "-pk"
-        )
+        return Interview.objects.live().filter(account__user_id=user_pk).newest_first()
 
 
 class PartnerIdFilterMixin:
@@ -194,11 +168,12 @@ class AccountListView(PartnerIdFilterMixin, generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[Account]:
-        return self.filter_partner_id(accounts_with_progress().order_by("-created_at", "-pk"))
+        queryset = Account.objects.with_tracks_and_steps().order_by("-created_at", "-pk")
+        return self.filter_partner_id(queryset)
 
     def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any]) -> list[Any] | None:
         page = super().paginate_queryset(queryset)
-        return None if page is None else with_interview_counts(list(page))
+        return None if page is None else Account.objects.with_interview_counts(page)
 
 
 @extend_schema_view(
@@ -221,7 +196,7 @@ class InterviewListView(PartnerIdFilterMixin, generics.ListAPIView):
     partner_id_lookup = "account__partner_id"
 
     def get_queryset(self) -> QuerySet[Interview]:
-        queryset = Interview.objects.select_related("account").order_by("-remote_updated_at", "-pk")
+        queryset = Interview.objects.select_related("account").newest_first()
         return self.filter_partner_id(queryset)
 
 
@@ -245,8 +220,6 @@ class TrackListView(PartnerIdFilterMixin, generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[Track]:
         queryset = (
-            Track.objects.select_related("account")
-            .prefetch_related(Prefetch("steps", queryset=TrackStep.objects.order_by("step")))
-            .order_by("account_id", "position")
+            Track.objects.select_related("account").with_steps().order_by("account_id", "position")
         )
         return self.filter_partner_id(queryset)

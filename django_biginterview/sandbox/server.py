@@ -22,18 +22,16 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import pages
-from .state import UnknownObject, ValidationFailed
-
-if TYPE_CHECKING:
-    from .service import Sandbox
+from .state import SandboxState, UnknownObject, ValidationFailed
 
 logger = logging.getLogger("django_biginterview.sandbox")
 
@@ -81,11 +79,30 @@ class Faults:
         }
 
 
+class SandboxBackend(Protocol):
+    """What the HTTP side needs of the sandbox; ``service.Sandbox`` provides it. Declared
+    here so this module never imports the service that starts it."""
+
+    api_keys: list[str]
+    anonymous_users: bool
+    state: SandboxState
+
+    def record_call(self, record: CallRecord) -> None: ...
+
+    def take_fault(self) -> tuple[str, float, int, int | None] | None: ...
+
+    @property
+    def set_faults(self) -> Callable[..., None]:
+        """``Sandbox.set_faults``, called with the fields of a ``/_sandbox/faults`` POST."""
+
+    def faults(self) -> dict[str, Any]: ...
+
+
 class SandboxHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
+    def __init__(self, address: tuple[str, int], sandbox: SandboxBackend) -> None:
         self.sandbox = sandbox
         super().__init__(address, SandboxRequestHandler)
 
@@ -123,7 +140,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         logger.debug("sandbox protocol message: %s", args[0] if args else "")
 
     @property
-    def sandbox(self) -> Sandbox:
+    def sandbox(self) -> SandboxBackend:
         return self.server.sandbox
 
     def do_GET(self) -> None:
@@ -229,7 +246,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             # in ``api_calls()`` already.
             method, route, arrived = self._pending_call
             self._pending_call = None
-            self.sandbox._record_call(CallRecord(method, route, status, arrived))
+            self.sandbox.record_call(CallRecord(method, route, status, arrived))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -302,7 +319,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             raise ApiError(401, "authentication_error", "Invalid API key" + hint)
 
     def _injected_fault(self) -> int | None:
-        faults = self.sandbox._take_fault()
+        faults = self.sandbox.take_fault()
         if faults is None:
             return None
         kind, latency, status, retry_after = faults
@@ -599,7 +616,9 @@ def is_local_path(value: str) -> bool:
     return not parts.scheme and not parts.netloc
 
 
-def serve(sandbox: Sandbox, host: str, port: int) -> tuple[SandboxHTTPServer, threading.Thread]:
+def serve(
+    sandbox: SandboxBackend, host: str, port: int
+) -> tuple[SandboxHTTPServer, threading.Thread]:
     """Bind and serve in a daemon thread; the caller shuts the server down."""
     server = SandboxHTTPServer((host, port), sandbox)
     # shutdown() waits for the next poll: a short one lets test suites stop sandboxes fast.

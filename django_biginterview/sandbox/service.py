@@ -173,7 +173,8 @@ class Sandbox:
 
     # -- observation ---------------------------------------------------------------------
 
-    def _record_call(self, record: CallRecord) -> None:
+    def record_call(self, record: CallRecord) -> None:
+        """Remember an API call the HTTP side answered (see :meth:`api_calls`)."""
         with self._calls_lock:
             self._calls.append(record)
 
@@ -282,7 +283,7 @@ class Sandbox:
         with self._faults_lock:
             return self._faults.as_dict()
 
-    def _take_fault(self) -> tuple[str, float, int, int | None] | None:
+    def take_fault(self) -> tuple[str, float, int, int | None] | None:
         """Decide the fault (if any) for one API call: (kind, latency, status, retry_after),
         where ``retry_after`` is the ``Retry-After`` to send (``None``: no header)."""
         with self._faults_lock:

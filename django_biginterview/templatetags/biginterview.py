@@ -6,11 +6,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import template
-from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils.translation import gettext
 
-from ..models import Account, Interview, Track, TrackStep
+from ..models import Account, Interview, Track
 from ..views import offer_anonymous_practice
 
 register = template.Library()
@@ -88,8 +87,7 @@ def biginterview_progress(context: template.Context) -> dict[str, Any]:
     account = _current_account(context)
     tracks: list[dict[str, Any]] = []
     if account is not None:
-        steps = Prefetch("steps", queryset=TrackStep.objects.order_by("step"))
-        for track in Track.objects.filter(account=account).prefetch_related(steps):
+        for track in Track.objects.filter(account=account).in_order().with_steps():
             tracks.append(
                 {
                     "title": track.title,
@@ -115,9 +113,8 @@ def biginterview_recent_interviews(context: template.Context, limit: int = 5) ->
     account = _current_account(context)
     interviews: list[dict[str, Any]] = []
     if account is not None:
-        rows = Interview.objects.filter(account=account, deleted_at__isnull=True).order_by(
-            "-remote_updated_at", "-pk"
-        )[: max(0, int(limit))]
+        recent = Interview.objects.live().filter(account=account).newest_first()
+        rows = recent[: max(0, int(limit))]
         interviews = [
             {
                 "title": str(row),

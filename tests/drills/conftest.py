@@ -15,10 +15,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,12 +23,9 @@ import pytest
 from django.db import connection
 
 from django_biginterview.sandbox import Sandbox
-from tests.conftest import PrivateRedis
-from tests.drills.harness import API_LATENCY, QUEUE, ProcfileProcess, accepts_connections
-from tests.drills.procfile import EXAMPLE, procfile_command
-from tests.test_example_project import PORTAL_VARIABLES
-
-WORKER_READY = re.compile(r"celery@\S+ ready\.")
+from tests.drills.harness import API_LATENCY, QUEUE, accepts_connections
+from tests.support.procfile import WORKER_READY, ProcfileProcess, portal_environment
+from tests.support.redis import PrivateRedis
 
 StartProcess = Callable[..., ProcfileProcess]
 
@@ -73,20 +66,18 @@ def drill_sandbox(biginterview_sandbox_factory: Any) -> Sandbox:
 
 
 @pytest.fixture
-def portal_environment(
+def drill_environment(
     transactional_db: None, drill_redis: PrivateRedis, drill_sandbox: Sandbox
 ) -> dict[str, str]:
-    """The environment of the Procfile's processes: this test's database, broker, Redis
-    and sandbox, and the drills' settings module; nothing of the developer's shell that
-    the portal reads."""
+    """The environment of the Procfile's processes (``bench/procfile.py``'s: nothing of the
+    developer's shell that the portal reads, this virtualenv first on ``PATH``, the
+    repository on ``PYTHONPATH`` for ``tests.drills.worker_settings``): this test's
+    database, broker, Redis and sandbox, and the drills' settings module."""
     if connection.vendor != "postgresql":
         pytest.skip("the drills need PostgreSQL (DJANGO_SETTINGS_MODULE=tests.settings_postgres)")
     db = connection.settings_dict
-    env = {key: value for key, value in os.environ.items() if not key.startswith(PORTAL_VARIABLES)}
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(EXAMPLE.parent),  # for tests.drills.worker_settings
-        PYTHONUNBUFFERED="1",
+    return portal_environment(
+        DJANGO_DEBUG="1",  # the example's default, which the drills have always run with
         DJANGO_SETTINGS_MODULE="tests.drills.worker_settings",
         DATABASE_URL=(
             f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
@@ -98,28 +89,18 @@ def portal_environment(
         BIGINTERVIEW_API_KEY=drill_sandbox.api_key,
         BIGINTERVIEW_WEBHOOK_KEYS=str(drill_sandbox.webhook_key),
     )
-    return env
 
 
 @pytest.fixture
-def start_process(portal_environment: dict[str, str], tmp_path: Path) -> Iterator[StartProcess]:
+def start_process(drill_environment: dict[str, str], tmp_path: Path) -> Iterator[StartProcess]:
     """``start_process(name, **env)`` runs the Procfile's ``name`` line with extra
     environment variables (fault injection, ``PORT``) and waits until it serves; every
     process started is stopped after the test."""
     started: list[ProcfileProcess] = []
 
     def start(name: str, log_name: str | None = None, **extra: str) -> ProcfileProcess:
-        env = {**portal_environment, **extra}
-        log_path = tmp_path / f"{log_name or name}.log"
-        with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                procfile_command(name, env),
-                cwd=EXAMPLE,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        process = ProcfileProcess(name, popen, log_path)
+        env = {**drill_environment, **extra}
+        process = ProcfileProcess(name, env, tmp_path / f"{log_name or name}.log")
         started.append(process)
         if name == "worker":
             process.wait_until(lambda: bool(WORKER_READY.search(process.log())), "ready line")

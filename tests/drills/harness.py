@@ -8,87 +8,23 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from django_biginterview import webhooks
 from django_biginterview.models import Account, WebhookEvent
 from django_biginterview.sandbox import Sandbox
 from django_biginterview.testing.factories import AccountFactory
-from tests.conftest import wait_for
+from tests.support.polling import wait_for
+from tests.support.procfile import ProcfileProcess
 
 #: Big Interview's answer time during the drills.
 API_LATENCY = 0.25
 #: The queue the Procfile's worker consumes; the drills' producers publish there.
 QUEUE = "celery"
-
-
-@dataclass
-class ProcfileProcess:
-    """One Procfile process type running as its line says; its output goes to ``log_path``."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def children(self) -> list[int]:
-        """PIDs of its direct children (a prefork worker's pool, gunicorn's workers)."""
-        pids: set[int] = set()
-        for path in Path(f"/proc/{self.pid}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                pids.update(int(pid) for pid in path.read_text().split())
-        return sorted(pids)
-
-    def wait_until(self, predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-        """Wait for ``predicate``; fail with the log if the process exits or time runs out."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if not self.alive:
-                pytest.fail(f"{self.name} exited ({self.process.returncode}):\n{self.log()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name}: no {what} within {timeout:.0f} s:\n{self.log()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        """SIGTERM (a warm shutdown); SIGKILL it and its children if that takes too long."""
-        children = {pid: _cmdline(pid) for pid in self.children()}
-        if self.alive:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        for pid, cmdline in children.items():
-            if cmdline and _cmdline(pid) == cmdline:  # still that child, not a reused PID
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 def accepts_connections(port: int) -> bool:
@@ -97,12 +33,6 @@ def accepts_connections(port: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def busy_children(app: Any) -> dict[int, str]:

@@ -15,12 +15,10 @@ import pytest
 from django_biginterview import tasks
 from django_biginterview.models import WebhookEvent
 from django_biginterview.sandbox import Sandbox
-from tests.conftest import PrivateRedis
 from tests.drills.conftest import StartProcess
 from tests.drills.harness import (
     Clock,
     event_statuses,
-    free_port,
     interview_notifications,
     kill_pool_child,
     pool_kills,
@@ -29,7 +27,9 @@ from tests.drills.harness import (
     sweeping,
     wait_long,
 )
-from tests.test_webhook_support import delivery_headers
+from tests.support.procfile import free_port
+from tests.support.redis import PrivateRedis
+from tests.support.webhooks import delivery_headers
 
 pytestmark = pytest.mark.drill
 

@@ -77,7 +77,7 @@ class Command(BaseCommand):
                 tasks.schedule_account_sync(account.pk)
                 self.stdout.write(f"{account.partner_id}: sync scheduled")
             return
-        client = tasks.sync_client()
+        client = sync.sync_client()
         failed = 0
         for account in accounts:
             result = sync.sync_account_safely(account, client)
@@ -93,8 +93,8 @@ class Command(BaseCommand):
             return
         progress = Progress(self.stdout, total=sync_runs.accounts_to_sync().count())
         run = sync_runs.sync_all_inline(
-            tasks.sync_client(),
-            chunk_size=int(app_settings.SYNC_CHUNK_SIZE),
+            sync.sync_client(),
+            chunk_size=app_settings.SYNC_CHUNK_SIZE,
             on_result=progress.update,
         )
         progress.close()
