@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import logging
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, cast
@@ -16,24 +17,26 @@ from django.contrib.admin.filters import DateFieldListFilter, FieldListFilter, L
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, router
 from django.db.models import Field, Max, Min, Q, QuerySet
 from django.db.models.constants import LOOKUP_SEP
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import tasks, webhook_processing
+from . import status, tasks, webhook_processing
 from .models import (
     Account,
     AccountQuerySet,
@@ -45,6 +48,8 @@ from .models import (
     WebhookEvent,
 )
 from .webhooks import KNOWN_EVENTS
+
+logger = logging.getLogger(__name__)
 
 
 class ReadOnlyMixin:
@@ -218,6 +223,11 @@ class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     #: Columns that no ``?_to_field=`` may reference (a popup would show their values).
     secret_fields: tuple[str, ...] = ()
     show_full_result_count = False
+
+    class Media:
+        # Narrow list columns, and the sync runs' "Sync all now" button.
+        css = {"all": ("biginterview/admin.css",)}
+
     paginator = EstimatedCountPaginator
     changelist_class: type[AppChangeList] = AppChangeList
 
@@ -317,12 +327,11 @@ def pretty_json(value: Any) -> SafeString:
 
 
 def progress_bar(track: Track) -> SafeString:
-    """One track's progress as an HTML ``<progress>`` bar, its title escaped."""
+    """One track's progress as an HTML ``<progress>`` bar and its percentage, without the
+    title: the pages show it once, beside the bar (or, on the accounts list, in the
+    bar's tooltip)."""
     return format_html(
-        '<span class="bi-track" title="{title}">{title} '
-        '<progress max="100" value="{pct}">{pct}%</progress> {pct}%</span>',
-        title=track.title,
-        pct=track.percent,
+        '<progress max="100" value="{pct}">{pct}%</progress> {pct}%', pct=track.percent
     )
 
 
@@ -442,10 +451,12 @@ class EventNameFilter(admin.SimpleListFilter):
 
 
 class TrackInline(ReadOnlyMixin, admin.TabularInline):
-    """The account's tracks, each with a read-only summary of its steps."""
+    """The account's tracks, each with a read-only summary of its steps. The title is
+    the row's own label (Django shows each saved row's ``str`` above it), so no column
+    repeats it."""
 
     model = Track
-    fields = ("title", "progress_bar", "steps_summary", "updated_at")
+    fields = ("progress_bar", "steps_summary", "updated_at")
     readonly_fields = fields
     extra = 0
     show_change_link = False
@@ -482,10 +493,12 @@ RECENT_INTERVIEWS = 10
 
 
 class RecentInterviewInline(ReadOnlyMixin, admin.TabularInline):
+    """The newest interviews; the title is the row's label, with its "view" link."""
+
     model = Interview
     formset = RecentInterviewsFormSet
     verbose_name_plural = _("recent interviews")
-    fields = ("title", "category", "completed", "remote_updated_at", "deleted_at")
+    fields = ("category", "completed", "remote_updated_at", "deleted_at")
     readonly_fields = fields
     ordering = ("-remote_updated_at", "-pk")
     extra = 0
@@ -505,19 +518,18 @@ class AccountChangeList(AppChangeList):
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
     """Accounts with their track progress, interview count and sync state. The SSO token
-    is never shown. "Sync now" enqueues the same task the webhook follow-up uses."""
+    is never shown. "Sync now" enqueues the same task the webhook follow-up uses.
+
+    The list has four narrow columns, so that beside the navigation and the filters it
+    fits a 1280-pixel screen: who (name, email and partner id stacked), the tracks' bars
+    (titles in their tooltips), the interview count, and the last sync with its error or
+    "missing on Big Interview". A long value is cut to its column, whole in its tooltip
+    (``biginterview/admin.css``).
+    """
 
     secret_fields = ("sso_token",)
-    list_display = (
-        "partner_id",
-        "user",
-        "anonymous",
-        "track_progress",
-        "interview_count",
-        "last_synced_at",
-        "last_sync_error",
-        "missing_remotely",
-    )
+    list_display = ("account", "track_progress", "interview_count", "sync_state")
+    list_display_links = ("account",)
     list_select_related = ("user",)
     list_filter = ("anonymous", MissingRemotelyFilter, SyncErrorFilter, "last_synced_at")
     fields = (
@@ -556,10 +568,32 @@ class AccountAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Account]:
         return cast(AccountQuerySet, super().get_queryset(request)).with_tracks()
 
+    @admin.display(description=_("account"))
+    def account(self, obj: Account) -> SafeString:
+        """The user's name (or username) and email, and the partner id."""
+        user = obj.user
+        if user is None:
+            name, email = gettext("anonymous visitor"), ""
+        else:
+            get_full_name = getattr(user, "get_full_name", None)
+            full_name = get_full_name().strip() if callable(get_full_name) else ""
+            name = full_name or user.get_username()
+            email = getattr(user, user.get_email_field_name(), "") or ""
+        return format_html(
+            '<span class="bi-line" title="{name}">{name}</span>'
+            '<span class="bi-line bi-quiet" title="{email}">{email}</span>'
+            '<code class="bi-line bi-quiet" title="{partner_id}">{partner_id}</code>',
+            name=name,
+            email=email,
+            partner_id=obj.partner_id,
+        )
+
     @admin.display(description=_("tracks"))
     def track_progress(self, obj: Account) -> SafeString:
         return format_html_join(
-            mark_safe("<br>"), "{}", ((progress_bar(t),) for t in obj.tracks.all())
+            "",
+            '<span class="bi-track" title="{}">{}</span>',
+            ((t.title, progress_bar(t)) for t in obj.tracks.all()),
         )
 
     # Not sortable: ordering by it would count every account's interviews.
@@ -567,9 +601,35 @@ class AccountAdmin(ReadOnlyAdmin):
     def interview_count(self, obj: Account) -> int:
         return getattr(obj, "interview_count", 0)
 
-    @admin.display(description=_("missing remotely"), boolean=True, ordering="remote_missing_at")
-    def missing_remotely(self, obj: Account) -> bool:
-        return obj.remote_missing_at is not None
+    @admin.display(description=_("last sync"), ordering="last_synced_at")
+    def sync_state(self, obj: Account) -> SafeString:
+        """When it was last synced, then "missing on Big Interview" and the last error."""
+        lines = [
+            format_html(
+                '<span class="bi-line">{}</span>',
+                date_format(timezone.localtime(obj.last_synced_at), "SHORT_DATETIME_FORMAT")
+                if obj.last_synced_at
+                else gettext("never"),
+            )
+        ]
+        if obj.remote_missing_at is not None:
+            since = date_format(timezone.localtime(obj.remote_missing_at), "SHORT_DATETIME_FORMAT")
+            lines.append(
+                format_html(
+                    '<span class="bi-line bi-bad" title="{}">{}</span>',
+                    gettext("Big Interview answered 404 for this user on %(date)s.")
+                    % {"date": since},
+                    gettext("missing on Big Interview"),
+                )
+            )
+        if obj.last_sync_error:
+            lines.append(
+                format_html(
+                    '<span class="bi-line bi-bad" title="{error}">{error}</span>',
+                    error=obj.last_sync_error,
+                )
+            )
+        return format_html_join("", "{}", ((line,) for line in lines))
 
     def has_sync_permission(self, request: HttpRequest) -> bool:
         """Syncing spends API calls: it takes the account's change permission."""
@@ -691,6 +751,15 @@ class InterviewAdmin(ReadOnlyAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
+    """The "sync all" runs, with two pages of their own:
+
+    - ``sync-all/`` (``admin:biginterview_syncrun_sync_all``, POST only): "Sync all now"
+      enqueues ``biginterview.sync_all_accounts``; it takes the change permission on
+      sync runs, as it spends the API budget of a whole run.
+    - ``status/`` (``admin:biginterview_status``): the app's status (``status.py``),
+      for those who may view sync runs; its only POST is the connection test.
+    """
+
     list_display = (
         "started_at",
         "state_display",
@@ -717,6 +786,107 @@ class SyncRunAdmin(ReadOnlyAdmin):
         "failures_table",
     )
     readonly_fields = ("state_display", "duration_display", "failures_table")
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("sync-all/", wrap(self.sync_all_view), name="biginterview_syncrun_sync_all"),
+            path("status/", wrap(self.status_view), name="biginterview_status"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {
+            "may_sync_all": self.has_model_change_permission(request),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
+
+    def sync_all_view(self, request: HttpRequest) -> HttpResponse:
+        """Start a "sync all" run in the background, unless a run holds the lease. The
+        run's row appears in the list when a worker begins it."""
+        if not self.has_model_change_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        changelist = reverse("admin:biginterview_syncrun_changelist")
+        try:
+            running = status.run_holding_lease()
+        except Exception:  # store down: the task itself finds out whether a run holds it
+            logger.warning("Could not read the sync-all lease", exc_info=True)
+            running = None
+        if running is not None:
+            self.message_user(
+                request,
+                format_html(
+                    gettext(
+                        'Nothing started: run <a href="{url}">#{pk}</a>, started {started}, '
+                        "still holds the lease. A new run can start once it finishes or is "
+                        "closed as lost."
+                    ),
+                    url=reverse("admin:biginterview_syncrun_change", args=[running.pk]),
+                    pk=running.pk,
+                    started=date_format(timezone.localtime(running.started_at), "DATETIME_FORMAT"),
+                ),
+                messages.WARNING,
+            )
+            return redirect(changelist)
+        try:
+            tasks.sync_all_accounts.apply_async(retry=False)
+        except Exception:  # any broker error
+            logger.warning("Could not enqueue a sync-all run", exc_info=True)
+            self.message_user(
+                request,
+                gettext(
+                    "Nothing started: the task broker could not be reached. Try again once "
+                    "it is back (the worker's log says more)."
+                ),
+                messages.ERROR,
+            )
+            return redirect(changelist)
+        self.message_user(
+            request,
+            gettext(
+                "Sync all started in the background: the run appears in this list as soon "
+                "as a worker begins it."
+            ),
+            messages.SUCCESS,
+        )
+        return redirect(changelist)
+
+    def status_view(self, request: HttpRequest) -> HttpResponse:
+        """The status page (read-only); a POST tests the connection to Big Interview."""
+        if not status.may_view(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            found = status.check_connection()
+            level = messages.SUCCESS if found.outcome is status.Outcome.ACCEPTED else messages.ERROR
+            self.message_user(request, f"{found.detail} ({found.seconds:.1f} s)", level)
+            return redirect(request.path)
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
+        snapshot = status.take_snapshot()
+        pending_url = failed_url = None
+        site = self.admin_site
+        if site.is_registered(WebhookEvent) and site.get_model_admin(
+            WebhookEvent
+        ).has_view_permission(request):
+            events = reverse("admin:biginterview_webhookevent_changelist")
+            pending_url = f"{events}?status__exact={WebhookEvent.Status.PENDING}"
+            failed_url = f"{events}?status__exact={WebhookEvent.Status.FAILED}"
+        context = {
+            **site.each_context(request),
+            "title": gettext("Big Interview status"),
+            "opts": self.opts,
+            "snapshot": snapshot,
+            "pending_url": pending_url,
+            "failed_url": failed_url,
+            "may_sync_all": self.has_model_change_permission(request),
+            "worker_note_kept": status.spoken(status.WORKER_NOTE_KEPT),
+        }
+        return TemplateResponse(request, "admin/biginterview/status.html", context)
 
     @admin.display(description=_("state"))
     def state_display(self, obj: SyncRun) -> str:

@@ -25,6 +25,8 @@ that exists only as ``E0nn`` is a malformed value, an error everywhere.
 | E013 | a timeout, count, size, rate, share or duration is not what its key declares |
 | E014 | ``API_SCHEMA_ACCESS`` is not "authenticated", "staff" or "public" |
 | W015 | ``PARTNER_ID_FUNCTION`` is set but the ``ADAPTER`` overrides ``partner_id_for_user`` |
+| E016 | ``drf_spectacular_sidecar`` is not in ``INSTALLED_APPS`` (the API docs page's files) |
+| W017 | no ``REDIS_URL``, and Django's default cache is not shared between processes |
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
@@ -283,6 +286,35 @@ def check_partner_id_decision() -> Messages:
     ]
 
 
+#: Cache backends that keep their data in one process (or nowhere).
+PER_PROCESS_CACHES = frozenset(
+    {
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.dummy.DummyCache",
+    }
+)
+
+
+def check_shared_store() -> Messages:
+    """W017: without ``REDIS_URL`` the locks, pending-sync markers and the rate limit live
+    in Django's default cache; one per process means a marker the worker clears stays set
+    in the web server, and each process gets a rate limit of its own."""
+    if AppSettings.REDIS_URL.raw():
+        return []
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    if backend not in PER_PROCESS_CACHES:
+        return []
+    return [
+        Warning(
+            f"{SETTINGS_NAME}['REDIS_URL'] is not set and the default cache "
+            f"({backend.rsplit('.', 1)[-1]}) is not shared between processes.",
+            hint="Set REDIS_URL (recommended), or a default cache every web and worker "
+            "process shares (Redis, Memcached, database or file based).",
+            id="biginterview.W017",
+        )
+    ]
+
+
 def _refused_values(check_id: str) -> Messages:
     """An error for every key, declared with ``check_id``, whose value its declaration
     refuses (the message says what the key must be)."""
@@ -329,6 +361,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> Messages:
         messages.extend(check(deploy=False))
     messages.extend(check_importables())
     messages.extend(check_partner_id_decision())
+    messages.extend(check_shared_store())
     messages.extend(check_numbers())
     messages.extend(check_durations())
     messages.extend(check_schema_access())
@@ -345,3 +378,21 @@ def check_settings_deploy(app_configs: Any = None, **kwargs: Any) -> Messages:
         # Only the escalated variants: malformed-value errors are already reported above.
         messages.extend(m for m in check(deploy=True) if m.id in DEPLOY_ERROR_IDS)
     return messages
+
+
+@register(Tags.staticfiles)
+def check_docs_assets(app_configs: Any = None, **kwargs: Any) -> Messages:
+    """E016: the API docs page (``api/docs/``) loads Swagger UI from the static files of
+    drf-spectacular-sidecar, which the static files finders only find in an installed
+    app; without it the page stays blank."""
+    if apps.is_installed("drf_spectacular_sidecar"):
+        return []
+    return [
+        Error(
+            "drf_spectacular_sidecar is not in INSTALLED_APPS: the API docs page "
+            "(biginterview:api-docs) cannot load Swagger UI.",
+            hint="Add 'drf_spectacular_sidecar' to INSTALLED_APPS (installed with "
+            "django-biginterview): it serves Swagger UI's files from your site, not a CDN.",
+            id="biginterview.E016",
+        )
+    ]

@@ -523,6 +523,18 @@ class AppSettings:
     SYNC_PENDING_TIMEOUT = Duration(
         timedelta(minutes=30), "How long a scheduled per-account sync counts as pending."
     )
+    PROGRESS_MAX_AGE = Duration(
+        timedelta(minutes=1),
+        "How old a user's mirrored progress may be when they view it (`me/`, "
+        "`{% biginterview_progress %}`) before a sync is requested in the background; the "
+        "view never waits for it.",
+    )
+    INTERACTIVE_QUEUE = OptionalText(
+        None,
+        "Celery queue of the syncs a user is waiting for (progress viewed while stale). "
+        "Name a queue the worker also consumes (`-Q celery,biginterview_interactive`), so "
+        'they never wait behind a "sync all" in the default queue.',
+    )
     SYNC_MAX_RETRIES = Count(5, "Retries of a sync task after transient errors.", at_least=0)
     SYNC_RETRY_BACKOFF = Number(10.0, "Base of their backoff.", at_least=0, unit="seconds")
     SYNC_RETRY_BACKOFF_MAX = Number(600.0, "Cap of their backoff.", at_least=0, unit="seconds")
@@ -540,11 +552,34 @@ class AppSettings:
     # -- REST API -----------------------------------------------------------------------
     API_SCHEMA_ACCESS = Choice(
         "authenticated",
-        "Who may read `api/schema/` (this app's endpoints only): signed-in users, staff, or "
-        "anyone.",
+        "Who may read `api/schema/` (this app's endpoints only) and `api/docs/`, which "
+        "the API root lists only to them: signed-in users, staff, or anyone.",
         choices=("authenticated", "staff", "public"),
         check_id="biginterview.E014",
         hint="Remove it to let signed-in users read the API schema (the default).",
+    )
+
+    # -- Monitoring ---------------------------------------------------------------------
+    HEALTH_TOKEN = OptionalText(
+        None,
+        "A long random secret that lets a monitor read `health/` with `Authorization: "
+        "Bearer <token>`; unset, only staff who may view sync runs can. Never shown.",
+    )
+    HEALTH_WORKER_SILENT_AFTER = Duration(
+        timedelta(minutes=5),
+        "`health/` fails when no worker has run the webhook sweep (every minute under beat) "
+        "for this long; 0 to not check.",
+    )
+    HEALTH_FAILED_EVENTS_WINDOW = Duration(
+        timedelta(days=1),
+        "`health/` fails while a webhook event received within this window has failed with "
+        "no retry left; 0 to not check.",
+    )
+    HEALTH_SYNC_MAX_AGE = Duration(
+        timedelta(days=1),
+        '`health/` fails when the last "sync all" run started longer ago than this and is '
+        "not running (or no run ever started); 0 to not check. A last run closed as lost "
+        "fails it whatever this says.",
     )
 
     @property

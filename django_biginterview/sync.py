@@ -60,6 +60,20 @@ def _throttled_client(
     return BigInterviewClient(**dict(options), throttle=rate_limiter(max_wait=max_wait))
 
 
+def progress_is_stale(account: Account, now: datetime | None = None) -> bool:
+    """Whether ``account``'s mirrored progress is older than ``PROGRESS_MAX_AGE``: its
+    last sync, or its last failed sync (so a failing account is not asked again on every
+    view), is that old or never happened. An account known to be missing on Big Interview
+    is never stale: a sync would only repeat the 404 (the admin's "sync now" still can).
+    """
+    if account.remote_missing_at is not None:
+        return False
+    attempts = [t for t in (account.last_synced_at, account.last_sync_error_at) if t]
+    if not attempts:
+        return True
+    return max(attempts) <= (now or timezone.now()) - app_settings.PROGRESS_MAX_AGE
+
+
 @dataclass(frozen=True)
 class SyncResult:
     """What one account's sync did. ``error`` is safe to show (no key, no token)."""

@@ -12,6 +12,9 @@ A run:
    died with the messages) is closed as lost by :func:`close_lost_runs`, which counts the
    accounts that never reported; the next run syncs them. A report that arrives after
    that still moves its account from lost to its outcome, once.
+
+Whichever of the two ends a run logs its summary (at ERROR when an account failed or
+was lost) and sends ``sync_run_finished``; each run ends once, so both happen once.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from . import coordination, sso
 from .client import BigInterviewClient
 from .conf import app_settings
 from .models import Account, SyncRun, SyncRunOutcome
+from .signals import sync_run_finished
 from .sync import SyncResult, sync_account_safely
 
 logger = logging.getLogger(__name__)
@@ -243,7 +247,8 @@ def close_fan_out(run_id: int, *, dispatched: int, skipped: int) -> None:
 def finish_if_complete(run_id: int) -> SyncRun | None:
     """Mark the run finished if every account is counted, release its lease and forget
     its per-account outcomes; returns the run to exactly one caller (the conditional
-    UPDATE is the arbiter), ``None`` to everyone else."""
+    UPDATE is the arbiter), ``None`` to everyone else. That caller announces the end
+    (:func:`_announce_end`)."""
     done = (
         SyncRun.objects.filter(pk=run_id, finished_at__isnull=True, accounts_total__isnull=False)
         .filter(
@@ -259,7 +264,7 @@ def finish_if_complete(run_id: int) -> SyncRun | None:
     except Exception:  # store down: the lease lapses by itself
         logger.warning("Could not release the lease of sync run #%s", run_id, exc_info=True)
     run = SyncRun.objects.get(pk=run_id)
-    logger.info("%s", summarize_run(run))
+    _announce_end(run)
     return run
 
 
@@ -313,12 +318,19 @@ def _close_as_lost(run_id: int, now: datetime) -> SyncRun | None:
                 "reported (their worker was lost with its tasks). The next run syncs them."
             )
         run.save(update_fields=["finished_at", "accounts_total", "accounts_lost", "lost_reason"])
-    if lost:
-        logger.error("%s", summarize_run(run))
-    else:
+        _announce_end(run)
+    if not lost:
         SyncRunOutcome.objects.filter(run_id=run_id).delete()
-        logger.info("%s", summarize_run(run))
     return run
+
+
+def _announce_end(run: SyncRun) -> None:
+    """Log the summary of a run that just ended, at ERROR when an account failed or was
+    lost (else INFO), and send ``sync_run_finished`` once the end is committed. Called
+    only by the caller that ended the run, so once per run."""
+    ok = not (run.accounts_failed or run.accounts_lost)
+    logger.log(logging.INFO if ok else logging.ERROR, "%s", summarize_run(run))
+    transaction.on_commit(lambda: sync_run_finished.send(sender=SyncRun, run=run, ok=ok))
 
 
 def summarize_run(run: SyncRun) -> str:

@@ -23,7 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
-from . import coordination, sso, sync, sync_runs, webhook_processing
+from . import coordination, sso, status, sync, sync_runs, webhook_processing
 from .client import BigInterviewClient
 from .conf import app_settings
 from .exceptions import APIError, InvalidPartnerId
@@ -111,8 +111,22 @@ def sync_retry_delay(retries: int, retry_after: float | None = None) -> float:
     return delay
 
 
-def _pending_name(account_id: int) -> str:
-    return f"sync-account:{account_id}"
+def _pending_name(account_id: int, interactive: bool = False) -> str:
+    # Apart for interactive syncs: one pending in the default queue, possibly behind a
+    # "sync all", must not hold back the one a user is waiting for.
+    return f"sync-account:{account_id}{':interactive' if interactive else ''}"
+
+
+def _marked(interactive: bool) -> dict[str, Any]:
+    """The task keyword marking an interactive sync (left out otherwise)."""
+    return {"interactive": True} if interactive else {}
+
+
+def _routing(interactive: bool) -> dict[str, Any]:
+    """``apply_async`` options sending a sync a user is waiting for to
+    ``INTERACTIVE_QUEUE`` (when set), ahead of the queue a "sync all" fills."""
+    queue = app_settings.INTERACTIVE_QUEUE if interactive else None
+    return {"queue": queue} if queue else {}
 
 
 #: How long a message's delivery count is remembered: far longer than any redelivery.
@@ -191,6 +205,7 @@ def sync_account(
     run_id: int | None = None,
     partner_id: str | None = None,
     slots_reserved: bool = False,
+    interactive: bool = False,
 ) -> dict[str, Any]:
     """Sync one account. Transient API errors retry with backoff; permanent ones are
     recorded on the account by the domain. Counts the outcome in ``run_id`` if given.
@@ -199,11 +214,13 @@ def sync_account(
     account: the sync locks and re-reads the row anyway before writing. When the rate
     limit has no slot soon, the task reserves its two slots however far away and comes
     back for them with a countdown (``slots_reserved``), holding no worker meanwhile.
+    An ``interactive`` sync (a user is waiting) stays in ``INTERACTIVE_QUEUE`` through
+    its retries and hand-backs.
     """
     if run_id is None and self.request.retries == 0:
         # From now on a new change needs a new sync: this one may fetch too early.
         try:
-            coordination.clear_pending(_pending_name(account_id))
+            coordination.clear_pending(_pending_name(account_id, interactive))
         except Exception:  # store down: the marker's TTL clears it; the sync still runs
             logger.warning("Could not clear the pending-sync marker", exc_info=True)
     if partner_id is not None:
@@ -228,9 +245,10 @@ def sync_account(
             sync_runs.keep_alive(run_id, waiting=countdown)
         sync_account.apply_async(
             args=(account_id, run_id, partner_id),
-            kwargs={"slots_reserved": True},
+            kwargs={"slots_reserved": True, **_marked(interactive)},
             countdown=countdown,
             retries=self.request.retries,
+            **_routing(interactive),
         )
         return {"account_id": account_id, "outcome": "deferred", "wait": countdown}
     except APIError as exc:  # transient: permanent errors come back as a failed result
@@ -246,7 +264,9 @@ def sync_account(
                 exc=exc,
                 countdown=delay,
                 max_retries=app_settings.SYNC_MAX_RETRIES,
-                kwargs={"slots_reserved": False},  # the retry takes slots of its own
+                # The retry takes slots of its own.
+                kwargs={"slots_reserved": False, **_marked(interactive)},
+                **_routing(interactive),
             ) from None
         result = sync.record_sync_failure(account, exc)
     except Exception as exc:
@@ -469,8 +489,9 @@ def close_lost_sync_runs() -> int:
     return len(sync_runs.close_lost_runs())
 
 
-def schedule_account_sync(account_id: int) -> None:
-    """Schedule one sync of ``account_id`` on commit; at most one pending per account.
+def schedule_account_sync(account_id: int, *, interactive: bool = False) -> None:
+    """Schedule one sync of ``account_id`` on commit; at most one pending per account
+    (and one more, ``interactive``, that a user is waiting for: see :func:`_routing`).
 
     The pending marker is cleared when the sync starts, so a change arriving during a sync
     schedules another one. A broker outage is logged, never raised: the next webhook or
@@ -478,14 +499,24 @@ def schedule_account_sync(account_id: int) -> None:
     """
 
     def send() -> None:
-        name = _pending_name(account_id)
+        name = _pending_name(account_id, interactive)
         try:
-            if not coordination.claim_pending(name, app_settings.SYNC_PENDING_TIMEOUT):
+            # An interactive marker lasts no longer than the staleness it answers: if its
+            # sync is lost (or the marker's store is not shared), the next view asks again.
+            ttl = (
+                app_settings.PROGRESS_MAX_AGE if interactive else app_settings.SYNC_PENDING_TIMEOUT
+            )
+            if not coordination.claim_pending(name, ttl):
                 return
         except Exception:  # store down: a duplicate sync is harmless
             logger.warning("Pending-sync marker unavailable", exc_info=True)
         try:
-            sync_account.apply_async(args=(account_id,), retry=False)
+            sync_account.apply_async(
+                args=(account_id,),
+                kwargs=_marked(interactive),
+                retry=False,
+                **_routing(interactive),
+            )
         except Exception:  # any broker error
             logger.warning("Could not enqueue a sync of account %s", account_id, exc_info=True)
             try:
@@ -494,6 +525,23 @@ def schedule_account_sync(account_id: int) -> None:
                 logger.debug("Could not clear the pending marker", exc_info=True)
 
     transaction.on_commit(send)
+
+
+def refresh_stale_progress(account: Account | None) -> bool:
+    """Ask for a sync of ``account`` when the progress a user is about to see is older
+    than ``PROGRESS_MAX_AGE`` (``sync.progress_is_stale``); return whether one was asked
+    for. Big Interview sends no webhook for track progress, so this is how a step done
+    there reaches the portal. Never waits for the sync and never raises: the page shows
+    what is stored, and the next view shows the result.
+    """
+    if account is None or not sync.progress_is_stale(account):
+        return False
+    try:
+        schedule_account_sync(account.pk, interactive=True)
+    except Exception:  # a page must render whatever the sync side raises
+        logger.warning("Could not ask for a sync of account %s", account.pk, exc_info=True)
+        return False
+    return True
 
 
 # --- Webhook tasks (webhook_processing.py) -------------------------------------------------------
@@ -564,7 +612,9 @@ def process_webhook_events(event_ids: list[int]) -> list[str]:
 def sweep_webhook_events() -> int:
     """Send again, in batches, the events stuck ``pending`` (the broker was down when they
     arrived, or their worker died) and the ``failed`` ones whose backoff has passed;
-    returns how many were sent."""
+    returns how many were sent. Beat runs it every minute, so it also records the
+    worker's sign of life that the status page and ``health/`` read."""
+    status.note_worker_alive()
 
     def send(batch: list[int]) -> None:
         process_webhook_events.apply_async(

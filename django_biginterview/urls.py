@@ -1,7 +1,8 @@
 """Include with ``path("biginterview/", include("django_biginterview.urls"))``.
 
 The namespace is ``biginterview``: ``biginterview:practice`` (SSO redirect),
-``biginterview:webhook`` (Big Interview's notifications) and the REST API under ``api/``.
+``biginterview:webhook`` (Big Interview's notifications), ``biginterview:health`` (for
+uptime monitors) and the REST API under ``api/``.
 """
 
 from django.urls import include, path
@@ -18,5 +19,6 @@ urlpatterns = [
     # A destination URL registered without the slash would otherwise get a redirect,
     # which Big Interview does not follow: every delivery would be lost.
     path("webhook", views.WebhookSlashlessView.as_view()),
+    path("health/", views.health, name="health"),
     path("api/", include("django_biginterview.api.urls")),
 ]

@@ -1,10 +1,12 @@
-"""HTTP in: translate requests into domain calls (``sso.py``, ``webhooks.py``) and back.
+"""HTTP in: translate requests into domain calls (``sso.py``, ``webhooks.py``,
+``status.py``) and back.
 
 No business rules live here.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
@@ -15,7 +17,9 @@ from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.negotiation import BaseContentNegotiation
@@ -25,7 +29,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import publisher, sso, webhooks
+from . import publisher, sso, status, webhooks
 from .adapter import MissingProfileData, get_adapter
 from .api.schema import webhook_schema
 from .api_types import SSOToken
@@ -36,6 +40,7 @@ from .exceptions import (
     AttributesRefused,
     AuthenticationError,
     Forbidden,
+    InvalidSetting,
     LimitReached,
     WebhookValidationError,
 )
@@ -365,3 +370,102 @@ class WebhookView(APIView):
 class WebhookSlashlessView(WebhookView):
     """The receiver at ``webhook`` without the trailing slash (a destination URL registered
     that way); left out of the OpenAPI schema, which documents ``webhook/``."""
+
+
+# --- Health (monitoring) --------------------------------------------------------------
+
+health_logger = logging.getLogger("django_biginterview.health")
+
+
+def _may_read_health(request: HttpRequest) -> bool:
+    """``Authorization: Bearer <HEALTH_TOKEN>`` (compared in constant time), or a session
+    of staff who may see the status page (``status.may_view``)."""
+    try:
+        token = app_settings.HEALTH_TOKEN
+    except InvalidSetting:  # biginterview.E013 reports it; no token works meanwhile
+        token = None
+    scheme, _space, supplied = request.headers.get("Authorization", "").partition(" ")
+    if (
+        token
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(supplied.strip().encode(), token.encode())
+    ):
+        return True
+    return hasattr(request, "user") and status.may_view(request)
+
+
+def _health_document(snapshot: status.Snapshot) -> dict[str, Any]:
+    """The snapshot as JSON: counts, times and codes, never a partner id or a key."""
+    run = snapshot.last_run
+    return {
+        "status": "ok" if snapshot.healthy else "fail",
+        "checked_at": snapshot.taken_at,
+        "problems": [{"code": p.code, "message": p.message} for p in snapshot.problems],
+        "configuration": [
+            {"id": m.id, "level": m.level, "message": m.message, "hint": m.hint}
+            for m in snapshot.configuration
+        ],
+        "webhooks": {
+            "last_received_at": snapshot.last_webhook_at,
+            "pending": snapshot.pending_events,
+            "failed": snapshot.failed_events,
+            "failed_without_retry_recently": snapshot.exhausted_events,
+        },
+        "sync": {
+            "last_run": None
+            if run is None
+            else {
+                "id": run.pk,
+                "state": run.state,
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "duration_seconds": round(run.duration_seconds, 1),
+                "accounts_total": run.total,
+                "accounts_synced": run.synced,
+                "accounts_failed": run.failed,
+                "accounts_skipped": run.skipped,
+                "accounts_lost": run.lost,
+            }
+        },
+        "worker": {
+            "last_seen_at": snapshot.worker_seen_at,
+            "store_reachable": snapshot.store_reachable,
+        },
+    }
+
+
+@login_not_required
+@transaction.non_atomic_requests
+@never_cache
+@require_safe
+def health(request: HttpRequest) -> JsonResponse:
+    """The app's health for uptime monitors: ``status.take_snapshot`` as JSON, 200 when
+    nothing needs a person, 503 (with the problems' codes) when something does, or when
+    the database cannot be read.
+
+    Only for ``Authorization: Bearer <HEALTH_TOKEN>`` or a staff session that may see the
+    status page: 401 otherwise (403 for a signed-in user without that permission).
+    ``login_not_required``, so a monitor gets through ``LoginRequiredMiddleware``; not
+    wrapped in ``ATOMIC_REQUESTS``, as it only reads.
+    """
+    if not _may_read_health(request):
+        signed_in = bool(getattr(getattr(request, "user", None), "is_authenticated", False))
+        response = JsonResponse(
+            {"error": "Send Authorization: Bearer <HEALTH_TOKEN>, or sign in as staff."},
+            status=403 if signed_in else 401,
+        )
+        if not signed_in:
+            response["WWW-Authenticate"] = 'Bearer realm="biginterview-health"'
+        return response
+    try:
+        snapshot = status.take_snapshot()
+    except DatabaseError:
+        health_logger.exception("Health check: the database cannot be read")
+        problem = {"code": "database_unavailable", "message": "The database cannot be read."}
+        response = JsonResponse({"status": "fail", "problems": [problem]}, status=503)
+    else:
+        response = JsonResponse(_health_document(snapshot), status=200 if snapshot.healthy else 503)
+    # A 503 here is the monitor's answer, not a server error: keep django.request from
+    # logging an ERROR (and mailing the admins) on every poll while something is wrong.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response

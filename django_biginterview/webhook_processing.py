@@ -37,6 +37,7 @@ from . import coordination, mirror
 from .conf import MIN_WEBHOOK_RETENTION, SETTINGS_NAME, app_settings
 from .exceptions import describe_error
 from .models import Account, WebhookEvent
+from .signals import webhook_event_failed
 from .webhooks import INTERVIEW_CREATED, INTERVIEW_DELETED, INTERVIEW_UPDATED
 
 logger = logging.getLogger(__name__)
@@ -165,20 +166,48 @@ def _next_attempt_at(attempts: int) -> datetime | None:
     return timezone.now() + retry_delay(attempts)
 
 
+def _failed_for_good(event: WebhookEvent, cause: str) -> None:
+    """Log at ERROR that ``event`` failed with no retry left, and send
+    ``webhook_event_failed`` once the transaction that made it so commits.
+
+    Only the transitions into that state call this, each holding the event's row lock,
+    so an event is announced once however many messages or workers reach it. The line
+    names the event and ``cause`` (an exception's type, or a fixed text), never the
+    stored error, which may quote the payload.
+    """
+    logger.error(
+        "Webhook event %s (notification %s, %s) failed for good after %d attempt(s): %s. "
+        "It is not retried automatically; replay it with "
+        "`manage.py biginterview_webhooks --replay --id %s`.",
+        event.pk,
+        event.remote_id,
+        event.event_name,
+        event.attempts,
+        cause,
+        event.remote_id,
+    )
+    transaction.on_commit(lambda: webhook_event_failed.send(sender=WebhookEvent, event=event))
+
+
 def _record_failure(event_id: int, exc: Exception, attempts_seen: int) -> None:
     """Mark the event failed, in its own transaction (the work itself was rolled back).
 
     ``attempts_seen`` is the attempt count this processing started with; if it moved,
-    another worker started the event meanwhile and its result stands.
+    another worker started the event meanwhile and its result stands. An event that
+    this failure leaves with no retry is announced (:func:`_failed_for_good`), unless
+    it was failed for good already (a replay failing again).
     """
     with transaction.atomic():
         event = WebhookEvent.objects.select_for_update().filter(pk=event_id).first()
         if event is None or event.attempts != attempts_seen:
             return
+        was_failed_for_good = event.status == Status.FAILED and event.next_attempt_at is None
         event.status = Status.FAILED
         event.last_error = describe_error(exc, MAX_ERROR_LENGTH)
         event.next_attempt_at = _next_attempt_at(event.attempts)
         event.save(update_fields=["status", "last_error", "next_attempt_at"])
+        if event.next_attempt_at is None and not was_failed_for_good:
+            _failed_for_good(event, type(exc).__name__)
 
 
 def _start_attempt(event_id: int, *, force: bool) -> ProcessOutcome | int:
@@ -194,7 +223,7 @@ def _start_attempt(event_id: int, *, force: bool) -> ProcessOutcome | int:
     with transaction.atomic():
         event = (
             WebhookEvent.objects.select_for_update(skip_locked=True)
-            .only("pk", "status", "attempts")
+            .only("pk", "remote_id", "event_name", "status", "attempts", "next_attempt_at")
             .filter(pk=event_id)
             .first()
         )
@@ -205,17 +234,22 @@ def _start_attempt(event_id: int, *, force: bool) -> ProcessOutcome | int:
         if not force and event.status in (Status.PROCESSED, Status.IGNORED):
             return ProcessOutcome(event_id, "skipped", f"already {event.status}")
         if not force and event.attempts >= app_settings.WEBHOOK_MAX_ATTEMPTS:
-            if event.status != Status.PENDING:  # failed for good already, with its error
-                WebhookEvent.objects.filter(pk=event_id).update(next_attempt_at=None)
+            if event.status != Status.PENDING:  # failed already, with its error
+                # A retry planned before WEBHOOK_MAX_ATTEMPTS was lowered: none is left.
+                if event.next_attempt_at is not None:
+                    event.next_attempt_at = None
+                    event.save(update_fields=["next_attempt_at"])
+                    _failed_for_good(event, "no attempts left under WEBHOOK_MAX_ATTEMPTS")
                 return ProcessOutcome(event_id, Status.FAILED, "no attempts left")
             error = (
                 f"Processing started {event.attempts} times without finishing (the worker "
                 "process was lost each time); not tried again."
             )
-            WebhookEvent.objects.filter(pk=event_id).update(
-                status=Status.FAILED, last_error=error, next_attempt_at=None
-            )
-            logger.error("Webhook event %s failed for good: %s", event_id, error)
+            event.status = Status.FAILED
+            event.last_error = error
+            event.next_attempt_at = None
+            event.save(update_fields=["status", "last_error", "next_attempt_at"])
+            _failed_for_good(event, "processing never finished (worker lost each time)")
             return ProcessOutcome(event_id, Status.FAILED, error)
         attempts = event.attempts + 1
         WebhookEvent.objects.filter(pk=event_id).update(attempts=attempts)

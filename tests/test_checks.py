@@ -29,6 +29,7 @@ from django_biginterview.checks import (
     check_schema_access,
     check_settings,
     check_settings_deploy,
+    check_shared_store,
     check_unknown_keys,
     check_webhook_keys,
 )
@@ -40,6 +41,7 @@ VALID = {
     "BASE_URL": "https://acme.biginterview.com",
     "API_KEY": API_KEY,
     "WEBHOOK_KEYS": ["webhook-key-current"],
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
 }
 
 
@@ -313,7 +315,12 @@ def test_webhook_retention_must_outlast_the_retries(
 def test_a_project_without_biginterview_only_gets_warnings(settings: Any) -> None:
     del settings.BIGINTERVIEW
     messages = check_settings()
-    assert ids(messages) == ["biginterview.W001", "biginterview.W003", "biginterview.W005"]
+    assert ids(messages) == [
+        "biginterview.W001",
+        "biginterview.W003",
+        "biginterview.W005",
+        "biginterview.W017",  # the test settings' cache is per process
+    ]
     assert all(message.level == WARNING for message in messages)
     assert ids(check_settings_deploy()) == [
         "biginterview.E001",
@@ -343,6 +350,7 @@ def test_every_message_has_a_stable_id_and_a_hint(settings: Any) -> None:
         "biginterview.E010",
         "biginterview.E013",
         "biginterview.W011",
+        "biginterview.W017",
     }
     for message in messages:
         assert re.fullmatch(r"biginterview\.[EW]\d{3}", message.id or "")
@@ -438,6 +446,28 @@ def test_a_partner_id_function_the_adapter_ignores_is_a_warning(
     messages = check_partner_id_decision()
     assert [m.id.removeprefix("biginterview.") for m in messages if m.id] == expected
     assert all(m.level == WARNING and "PARTNER_ID_FUNCTION" in m.msg for m in messages)
+
+
+# -- A store every process shares (W016) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "backend", "expected"),
+    [
+        (None, "django.core.cache.backends.locmem.LocMemCache", ["biginterview.W017"]),
+        (None, "django.core.cache.backends.dummy.DummyCache", ["biginterview.W017"]),
+        (None, "django.core.cache.backends.filebased.FileBasedCache", []),
+        (None, "django.core.cache.backends.redis.RedisCache", []),
+        ("redis://127.0.0.1:6379/0", "django.core.cache.backends.locmem.LocMemCache", []),
+    ],
+)
+def test_locks_and_markers_need_a_store_every_process_shares(
+    configure: Any, settings: Any, redis_url: str | None, backend: str, expected: list[str]
+) -> None:
+    configure(REDIS_URL=redis_url)
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": "/tmp/bi-check-cache"}}
+    assert ids(check_shared_store()) == expected
+    assert ids(check_settings()) == expected
 
 
 # -- API_SCHEMA_ACCESS (E014) ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import runpy
 import socket
 import sqlite3
 import subprocess
@@ -131,7 +132,8 @@ def test_gunicorn_receives_a_chunked_delivery_and_one_without_the_slash(
 
 def test_procfile_runs_the_portal_a_prefork_worker_on_every_queue_and_beat() -> None:
     """The Procfile is what partners, benchmarks and the fault drills run: a web server, one
-    worker that consumes every queue the app uses (only ``celery``), and beat."""
+    worker that consumes every queue the app uses (``celery`` and the example's
+    ``INTERACTIVE_QUEUE``), and beat."""
     lines = procfile_lines()
     assert set(lines) == {"web", "worker", "beat"}
 
@@ -143,7 +145,12 @@ def test_procfile_runs_the_portal_a_prefork_worker_on_every_queue_and_beat() -> 
     worker = procfile_command("worker", {})
     assert worker[:4] == ["celery", "-A", "example_project", "worker"]
     assert worker[worker.index("--pool") + 1] == "prefork"
-    assert worker[worker.index("-Q") + 1].split(",") == ["celery"]
+    assert worker[worker.index("-Q") + 1].split(",") == [
+        "celery",
+        runpy.run_path(str(EXAMPLE / "example_project" / "settings.py"))["BIGINTERVIEW"][
+            "INTERACTIVE_QUEUE"
+        ],
+    ]
 
     beat = procfile_command("beat", {})
     assert beat[:4] == ["celery", "-A", "example_project", "beat"]

@@ -178,7 +178,7 @@ def test_member_marks_a_step_done_and_progress_moves(sb: Sandbox) -> None:
 
     assert response.status_code == 200
     assert re.search(
-        r'data-title="Mastery Track">.*?class="track-progress">0.5<', response.text, re.DOTALL
+        r'data-title="Mastery Track">.*?class="track-progress">50%<', response.text, re.DOTALL
     )
     assert sb.tracks("abc123")[1]["progress"] == 0.5
     assert sb.tracks("abc123")[1]["tracks"][0]["completed"] is True

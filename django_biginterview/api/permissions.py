@@ -26,7 +26,8 @@ class ModelViewPermission(DjangoModelPermissions):
 
 
 class SchemaAccess(BasePermission):
-    """Who may read the OpenAPI schema: ``API_SCHEMA_ACCESS`` (read on every request).
+    """Who may read the OpenAPI schema and its docs page: ``API_SCHEMA_ACCESS`` (read on
+    every request; the API root lists both only to these readers).
 
     A value it does not declare raises ``InvalidSetting`` rather than guess (``manage.py
     check`` reports it as ``biginterview.E014``).

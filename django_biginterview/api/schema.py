@@ -1,12 +1,13 @@
 """OpenAPI descriptions the views cannot infer: the webhook receiver, whose body no
-serializer handles (it validates the raw body itself, ``webhooks.parse_delivery``), and
-the error answers of the REST API. These serializers only tell the schema
-(``api/schema/``) what is sent and answered. ``schema_urlpatterns`` limits the schema to
-this app's own URLs.
+serializer handles (it validates the raw body itself, ``webhooks.parse_delivery``), the
+API root's answer (its keys depend on the reader), and the error answers of the REST API.
+These serializers only tell the schema (``api/schema/``) what is sent and answered.
+``schema_urlpatterns`` limits the schema to this app's own URLs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from django.urls import URLResolver, get_script_prefix, include, path, reverse
@@ -106,9 +107,14 @@ class PageSizeErrorSerializer(serializers.Serializer[dict]):
 
 
 def api_responses(
-    ok: Any, *, not_found: str, forbidden: str = "Not signed in (session).", paginated: bool = True
+    ok: Any,
+    *,
+    not_found: str | None,
+    forbidden: str = "Not signed in (session).",
+    paginated: bool = True,
 ) -> dict[int, Any]:
-    """The answers of a REST API view: ``ok`` (200) and the errors DRF gives."""
+    """The answers of a REST API view: ``ok`` (200) and the errors DRF gives; a 404 only
+    where there is something not to find (``not_found`` says what)."""
     invalid = {
         400: OpenApiResponse(
             PageSizeErrorSerializer, description="page_size is not a positive integer."
@@ -123,7 +129,19 @@ def api_responses(
             "for credentials (Basic, token); with session authentication first, 403.",
         ),
         403: OpenApiResponse(DetailSerializer, description=forbidden),
-        404: OpenApiResponse(DetailSerializer, description=not_found),
+        **({404: OpenApiResponse(DetailSerializer, description=not_found)} if not_found else {}),
+    }
+
+
+def api_root_schema(keys: Sequence[str], *, always: Collection[str]) -> dict[str, Any]:
+    """The API root's answer: the absolute URL of each endpoint under its key. Only the
+    ``always`` keys are there for every reader; the others only for those the endpoint
+    lets in."""
+    return {
+        "type": "object",
+        "properties": {key: {"type": "string", "format": "uri"} for key in keys},
+        "required": [key for key in keys if key in always],
+        "additionalProperties": False,
     }
 
 

@@ -1,8 +1,10 @@
-"""REST API routes (namespace ``biginterview``): ``me/``, ``me/interviews/``, staff-only
-``accounts/``, ``interviews/`` and ``tracks/``, and the OpenAPI schema at ``schema/``.
+"""REST API routes (namespace ``biginterview``): the API root (``""``), ``me/``,
+``me/interviews/``, staff-only ``accounts/``, ``interviews/`` and ``tracks/``, the OpenAPI
+schema at ``schema/`` and its Swagger UI page at ``docs/``.
 
 Every route is exempt from ``LoginRequiredMiddleware``: DRF's permissions answer an
-anonymous client with JSON (401/403) instead of a redirect to the login page.
+anonymous client with JSON (401/403; the docs page, HTML) instead of a redirect to the
+login page, and ``API_SCHEMA_ACCESS = "public"`` must reach anonymous readers.
 """
 
 from django.contrib.auth.decorators import login_not_required
@@ -11,6 +13,7 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
+    path("", login_not_required(views.ApiRootView.as_view()), name="api-root"),
     path("me/", login_not_required(views.MeView.as_view()), name="api-me"),
     path(
         "me/interviews/",
@@ -25,4 +28,5 @@ urlpatterns = [
     ),
     path("tracks/", login_not_required(views.TrackListView.as_view()), name="api-tracks"),
     path("schema/", login_not_required(views.SchemaView.as_view()), name="api-schema"),
+    path("docs/", login_not_required(views.DocsView.as_view()), name="api-docs"),
 ]

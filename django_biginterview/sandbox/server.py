@@ -518,22 +518,19 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     def _member_area(self) -> None:
         session = self.sandbox.state.session(self._session_id())
         if session is None:
-            self._send_html(
-                401,
-                pages.error_page(
-                    "Not logged in", "Log in through your organisation's site.", "not-logged-in"
-                ),
-            )
+            self._send_html(401, pages.not_logged_in_page())
             return
         partner_id = session["partner_id"]
         state = self.sandbox.state
         route = self.route
         if self.command == "GET":
+            # The header links back to the partner site the member came from.
+            member = {**state.profile(partner_id), "return_url": session["return_url"]}
             if route in ("/members", "/members/", "/members/dashboard"):
                 self._send_html(
                     200,
                     pages.dashboard_page(
-                        state.profile(partner_id),
+                        member,
                         state.tracks(partner_id),
                         state.interviews(partner_id),
                         state.question_titles(),
@@ -544,9 +541,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 chapter = self.query.get("chapter", "")
                 self._send_html(
                     200,
-                    pages.curriculum_page(
-                        state.profile(partner_id), state.tracks(partner_id), chapter
-                    ),
+                    pages.curriculum_page(member, state.tracks(partner_id), chapter),
                 )
                 return
             match = re.fullmatch(r"/members/mock_interviews/(\d+)(?:/review)?", route)
@@ -556,7 +551,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 except UnknownObject:
                     self._send_html(404, pages.error_page("Not found", "No such interview."))
                     return
-                self._send_html(200, pages.interview_page(state.profile(partner_id), interview))
+                self._send_html(200, pages.interview_page(member, interview))
                 return
             match = re.fullmatch(r"/members/mock_interviews/interview_info/(\d+)", route)
             if match:
@@ -564,7 +559,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 if title is None:
                     self._send_html(404, pages.error_page("Not found", "No such question set."))
                     return
-                self._send_html(200, pages.retake_page(state.profile(partner_id), title))
+                self._send_html(200, pages.retake_page(member, title))
                 return
         elif self.command == "POST":
             form = self._form()

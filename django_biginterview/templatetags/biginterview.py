@@ -9,6 +9,7 @@ from django import template
 from django.urls import reverse
 from django.utils.translation import gettext
 
+from .. import tasks
 from ..models import Account, Interview, Track
 from ..views import offer_anonymous_practice
 
@@ -83,8 +84,11 @@ def biginterview_progress(context: template.Context) -> dict[str, Any]:
     """The signed-in user's track progress: one bar per track, each step a link that logs
     the user in to Big Interview on that step (through the practice view's
     ``redirect_to``). ``{% biginterview_progress %}``; needs ``request`` in the context.
-    Override ``biginterview/progress.html`` to change the markup. Two queries."""
+    Override ``biginterview/progress.html`` to change the markup. Two queries. Progress
+    older than ``PROGRESS_MAX_AGE`` is shown as stored, and a sync is asked for in the
+    background (``tasks.refresh_stale_progress``)."""
     account = _current_account(context)
+    tasks.refresh_stale_progress(account)
     tracks: list[dict[str, Any]] = []
     if account is not None:
         for track in Track.objects.filter(account=account).in_order().with_steps():

@@ -8,15 +8,20 @@ local sandbox as Big Interview, and kombu's filesystem transport as the Celery b
 | ``BIGINTERVIEW_BASE_URL`` | ``http://127.0.0.1:8765`` (the sandbox) |
 | ``BIGINTERVIEW_API_KEY`` | the sandbox's default key |
 | ``BIGINTERVIEW_WEBHOOK_KEYS`` | the sandbox's default webhook key (comma-separated list) |
+| ``BIGINTERVIEW_RETURN_URL`` | unset: where Big Interview sends members after logout |
 | ``DATABASE_URL`` | ``sqlite:///<here>/db.sqlite3`` |
 | ``CELERY_BROKER_URL`` | ``filesystem://`` (Redis when set, e.g. ``redis://127.0.0.1:6379/0``) |
 | ``CELERY_BROKER_FOLDER`` | ``<here>/.broker``: the filesystem broker's folder |
-| ``REDIS_URL`` | unset: locks and the rate limit in Django's cache (per process) |
+| ``REDIS_URL`` | unset: locks, markers and the rate limit in Django's cache, a folder |
+| ``DJANGO_CACHE_FOLDER`` | ``<here>/.cache``: that cache's folder (without ``REDIS_URL``) |
 | ``DJANGO_SECRET_KEY`` | an insecure development key |
 | ``DJANGO_DEBUG`` | ``1`` |
 | ``DJANGO_ALLOWED_HOSTS`` | ``127.0.0.1,localhost`` |
+| ``DJANGO_DEMO_LOGINS`` | unset: demo mode off. The demo sets a JSON list of ``{"role", \
+"username", "password"}`` objects, which the landing page shows to logged-out visitors |
 """
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -48,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_biginterview",
     "portal",
 ]
@@ -70,7 +76,7 @@ ROOT_URLCONF = os.environ.get("DJANGO_ROOT_URLCONF", "example_project.urls")
 WSGI_APPLICATION = "example_project.wsgi.application"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
-LOGOUT_REDIRECT_URL = "login"
+LOGOUT_REDIRECT_URL = "home"
 
 TEMPLATES = [
     {
@@ -103,6 +109,16 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+if not os.environ.get("REDIS_URL"):
+    # Without Redis the app keeps its locks, pending-sync markers and rate limit in
+    # Django's cache, which every process (web, worker, beat) must share: a folder.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get("DJANGO_CACHE_FOLDER", str(BASE_DIR / ".cache")),
+        }
+    }
 
 _broker_dir = Path(os.environ.get("CELERY_BROKER_FOLDER", BASE_DIR / ".broker"))
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
@@ -173,7 +189,14 @@ BIGINTERVIEW = {
     "API_KEY": os.environ.get("BIGINTERVIEW_API_KEY", SANDBOX_API_KEY),
     "WEBHOOK_KEYS": [key.strip() for key in _webhook_keys.split(",") if key.strip()],
     "REDIS_URL": os.environ.get("REDIS_URL") or None,
+    "RETURN_URL": os.environ.get("BIGINTERVIEW_RETURN_URL") or None,
+    # The Procfile's worker consumes it beside "celery": a user's stale progress is
+    # refreshed ahead of a running "sync all".
+    "INTERACTIVE_QUEUE": "biginterview_interactive",
 }
+
+# Demo mode (``demo.py`` sets it): logins shown on the landing page. Never set it elsewhere.
+PORTAL_DEMO_LOGINS = json.loads(os.environ.get("DJANGO_DEMO_LOGINS") or "[]")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

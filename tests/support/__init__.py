@@ -10,6 +10,8 @@
 - ``concurrency``: run one callable in several threads released at the same instant.
 - ``messages``: Celery task messages recorded instead of sent.
 - ``app_settings``: override keys of ``BIGINTERVIEW`` for one test.
+- ``status``: the status page's and ``health/``'s setup: an own coordination store,
+  staff with given permissions, a healthy state.
 - ``sandbox``: clients, accounts and recorded calls of the Big Interview sandbox.
 - ``web``: the site as a member sees it: the practice link, a logged-in client.
 - ``webhooks``: deliveries as Big Interview sends them, two ways to POST them, the key

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,11 @@ def start_worker(
     *,
     name: str = "",
     redis_url: str | None = None,
+    also_consumes: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """A ``celery worker`` process (solo pool) of ``tests.celery_app`` consuming ``queue``
-    on ``redis_url`` (default: the settings' ``REDIS_URL``), its output in ``log_path``.
+    (and ``also_consumes``) on ``redis_url`` (default: the settings' ``REDIS_URL``), its
+    output in ``log_path``.
 
     Returns once the worker answers a ping; fails the test with the log if it exits or
     does not answer within :data:`START_TIMEOUT`. ``name`` tells two workers apart.
@@ -68,8 +71,8 @@ def start_worker(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
-             "--pool=solo", "-Q", queue, "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-l", "INFO", "-n", node],
+             "--pool=solo", "-Q", ",".join([queue, *also_consumes]), "--without-gossip",
+             "--without-mingle", "--without-heartbeat", "-l", "INFO", "-n", node],
             cwd=ROOT,
             env=worker_environment(queue, redis_url or settings.REDIS_URL),
             stdout=log,
