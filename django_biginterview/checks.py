@@ -19,7 +19,7 @@ that exists only as ``E0nn`` is a malformed value, an error everywhere.
 | W007 / E007 | ``BASE_URL`` is not HTTPS while ``DEBUG`` is off |
 | E008 | ``BIGINTERVIEW`` is not a dict |
 | E009 | ``ADAPTER`` or ``PARTNER_ID_FUNCTION`` cannot be imported |
-| E010 | ``WEBHOOK_RETENTION`` is under 2 hours |
+| E010 | ``WEBHOOK_RETENTION`` or ``WEBHOOK_FAILED_RETENTION`` is under 2 hours |
 | W011 | ``BIGINTERVIEW`` has unknown keys (a typo) |
 | W012 | ``BASE_URL`` points at a local host (the sandbox) while ``DEBUG`` is off |
 | E013 | a timeout, count, size, rate, share or duration is not what its key declares |

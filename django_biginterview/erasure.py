@@ -5,7 +5,7 @@ What an erasure of one ``partner_id`` does, in one transaction:
 - deletes the ``Account``; the foreign keys' cascade deletes its ``Track``, ``TrackStep``
   and ``Interview`` rows with it (``mirror.py`` stays the only code that *writes* them);
 - deletes the partner's ``processed`` and ``ignored`` webhook events received more than
-  :data:`~django_biginterview.conf.MIN_WEBHOOK_RETENTION` ago: Big Interview retries a
+  ``conf.MIN_WEBHOOK_RETENTION`` (2 hours) ago: Big Interview retries a
   notification for an hour, so their ids no longer matter;
 - anonymises the partner's other events: those received since, whatever their status,
   and every ``pending`` or ``failed`` one. The payload keeps only the notification

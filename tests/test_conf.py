@@ -195,6 +195,15 @@ def test_the_committed_settings_reference_is_what_the_declarations_render() -> N
     )
 
 
+def test_the_committed_checks_page_is_what_the_checks_docstring_renders() -> None:
+    committed = (REPO / "docs" / "checks.md").read_text()
+    assert committed == settings_reference.render_checks(), (
+        "docs/checks.md is stale: python -m django_biginterview.settings_reference checks "
+        "> docs/checks.md"
+    )
+    assert "`biginterview.W017`" in committed
+
+
 def test_the_readme_table_agrees_with_the_declarations() -> None:
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Configuration (`settings.BIGINTERVIEW`)", 1)[1]

@@ -1,5 +1,7 @@
 """``manage.py biginterview_erase``: erase what this app stores about people (GDPR).
 
+For example::
+
     manage.py biginterview_erase --user alice --dry-run     # what would be erased
     manage.py biginterview_erase --user alice --user bob
     manage.py biginterview_erase --partner-id anon_abc123   # e.g. an anonymous visitor

@@ -1,5 +1,7 @@
 """``manage.py biginterview_link_accounts``: link local users to the Big Interview users
-that already exist under your own ``partner_id``s (from before the app was installed).
+that already exist under your own ``partner_id`` values (from before the app was installed).
+
+For example::
 
     manage.py biginterview_link_accounts users.csv --dry-run   # report only
     manage.py biginterview_link_accounts users.csv             # link, then enqueue syncs

@@ -1,5 +1,7 @@
 """``manage.py biginterview_sync``: sync accounts from Big Interview now, or enqueue it.
 
+For example::
+
     manage.py biginterview_sync --all              # every account, in this process
     manage.py biginterview_sync --all --async      # the Celery fan-out (as the beat does)
     manage.py biginterview_sync --user alice --user bob  # these users' accounts

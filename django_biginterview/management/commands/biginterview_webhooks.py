@@ -1,5 +1,7 @@
 """``manage.py biginterview_webhooks``: list stored webhook events, or process them again.
 
+For example::
+
     manage.py biginterview_webhooks --status failed                 # list
     manage.py biginterview_webhooks --replay --status failed --since 2026-11-01
     manage.py biginterview_webhooks --replay --id 123456789
